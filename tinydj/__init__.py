@@ -1,0 +1,62 @@
+"""tinydj: run work later, from one SQL table (a Python Delayed::Job).
+
+>>> import tinydj
+>>> @tinydj.job
+... def resize(path, width=100): ...
+>>> resize.send_later("cat.png", width=300)  # doctest: +SKIP
+>>> tinydj.Worker().work_off()  # doctest: +SKIP
+(1, 0)
+"""
+
+from __future__ import annotations
+
+from .admin import clear, delete_job, get_job, list_jobs, retry_job, stats
+from .config import Config, configure, get_config
+from .errors import (
+    ConfigurationError,
+    DatabaseBusy,
+    HandlerError,
+    SerializationError,
+    TinyDJError,
+)
+from .job import Job
+from .tasks import Task, enqueue, every, job, schedule, send_later
+from .worker import Worker
+
+__version__ = "0.1.0"
+
+
+def create_tables() -> None:
+    """Create the ``delayed_jobs`` table and its indexes if they do not exist.
+
+    Not required: tinydj creates them on first use.
+    """
+    get_config().store.ensure_schema()
+
+
+__all__ = [
+    "Config",
+    "ConfigurationError",
+    "DatabaseBusy",
+    "HandlerError",
+    "Job",
+    "SerializationError",
+    "Task",
+    "TinyDJError",
+    "Worker",
+    "__version__",
+    "clear",
+    "configure",
+    "create_tables",
+    "delete_job",
+    "enqueue",
+    "every",
+    "get_config",
+    "get_job",
+    "job",
+    "list_jobs",
+    "retry_job",
+    "schedule",
+    "send_later",
+    "stats",
+]

@@ -1,0 +1,38 @@
+"""Exceptions raised by tinydj.
+
+Every error tinydj raises on purpose derives from one root::
+
+    TinyDJError
+    ├── ConfigurationError      bad database URL, missing driver, bad option
+    ├── SerializationError      an argument cannot be stored (also a TypeError)
+    ├── HandlerError            a stored job cannot be loaded (bad YAML, missing
+    │                           function, deleted model row, refused pickle)
+    └── DatabaseBusy            SQLite stayed locked beyond the retry budget
+
+The docstring of each class is its default message.
+"""
+
+from __future__ import annotations
+
+
+class TinyDJError(Exception):
+    """A tinydj error."""
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or (self.__doc__ or "").strip())
+
+
+class ConfigurationError(TinyDJError):
+    """tinydj is not configured correctly."""
+
+
+class SerializationError(TinyDJError, TypeError):
+    """The job cannot be stored: an argument can be neither YAML nor pickled."""
+
+
+class HandlerError(TinyDJError):
+    """The stored job cannot be loaded."""
+
+
+class DatabaseBusy(TinyDJError):
+    """The database stayed locked for longer than tinydj is willing to wait."""

@@ -1,0 +1,96 @@
+"""``Job``: a read-only snapshot of one row of the ``delayed_jobs`` table."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+
+__all__ = ["COLUMNS", "Job"]
+
+#: The columns of ``delayed_jobs`` in the order ``Job.from_row`` reads them.
+COLUMNS = (
+    "id",
+    "priority",
+    "attempts",
+    "handler",
+    "last_error",
+    "run_at",
+    "locked_at",
+    "locked_by",
+    "failed_at",
+    "reoccur_in",
+    "last_run_at",
+    "created_at",
+    "updated_at",
+    "queue",
+    "key",
+)
+
+_NAME = re.compile(r"^(?:function|class|model): ['\"]?([\w.:<>]+)", re.MULTILINE)
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One job as stored: returned by ``send_later``, ``enqueue`` and friends.
+
+    It is a snapshot; ``tinydj.get_job(job.id)`` reads the row again. The
+    status is derived from the columns: ``failed`` when ``failed_at`` is set,
+    ``locked`` while a worker holds its lease, ``recurring`` when
+    ``reoccur_in`` is set.
+    """
+
+    id: int
+    priority: int
+    attempts: int
+    handler: str
+    last_error: str | None
+    run_at: datetime
+    locked_at: datetime | None
+    locked_by: str | None
+    failed_at: datetime | None
+    reoccur_in: str | None
+    last_run_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    queue: str
+    key: str | None
+
+    @classmethod
+    def from_row(cls, row: tuple[object, ...] | list[object]) -> Job:
+        """Build a Job from a row whose columns are in ``COLUMNS`` order."""
+        values = list(row)
+        for i in _DATETIME_POSITIONS:
+            value = values[i]
+            if isinstance(value, str):
+                values[i] = datetime.fromisoformat(value)
+        return cls(*values)  # type: ignore[arg-type]
+
+    @property
+    def failed(self) -> bool:
+        """True once the job gave up (``failed_at`` is set); the row is kept."""
+        return self.failed_at is not None
+
+    @property
+    def locked(self) -> bool:
+        """True while a worker holds (or held, until its lease expires) the job."""
+        return self.locked_at is not None
+
+    @property
+    def recurring(self) -> bool:
+        """True for a row created by ``@every`` or ``tinydj.schedule``."""
+        return self.reoccur_in is not None
+
+    @property
+    def name(self) -> str:
+        """What the job runs, for logs: ``"myapp.tasks:resize"``."""
+        if self.key and self.recurring:
+            return self.key
+        match = _NAME.search(self.handler or "")
+        return match.group(1) if match else f"job {self.id}"
+
+
+_DATETIME_POSITIONS = tuple(
+    COLUMNS.index(c)
+    for c in ("run_at", "locked_at", "failed_at", "last_run_at", "created_at", "updated_at")
+)

@@ -1,0 +1,69 @@
+"""The ``delayed_jobs`` table as a peewee model, bound to a given database.
+
+The model is built per database (no import-time ``Meta.database``), so that
+tinydj can live in the application's own database and join its transactions.
+The model is the schema: ``Store.ensure_schema`` creates it from here.
+"""
+
+from __future__ import annotations
+
+import peewee
+
+__all__ = ["TABLE", "make_model"]
+
+TABLE = "delayed_jobs"
+
+
+def make_model(database: peewee.Database, *, partial_indexes: bool = True) -> type[peewee.Model]:
+    """Return a ``DelayedJob`` model class bound to ``database``.
+
+    Indexes (named, so that operators can find them):
+
+    - ``delayed_jobs_ready (priority, run_at, id) WHERE failed_at IS NULL``:
+      the reserve query walks it in order, so due jobs are found by an index
+      seek however many failed rows the table keeps;
+    - ``delayed_jobs_queue_ready (queue, priority, run_at, id)``: the same for
+      workers restricted to some queues;
+    - ``delayed_jobs_locked_by (locked_by)``: lease renewal and release;
+    - the unique index on ``key`` (recurring rows and ``schedule``).
+    """
+
+    class DelayedJob(peewee.Model):
+        id = peewee.BigAutoField()
+        priority = peewee.IntegerField(default=0, constraints=[peewee.SQL("DEFAULT 0")])
+        attempts = peewee.IntegerField(default=0, constraints=[peewee.SQL("DEFAULT 0")])
+        handler = peewee.TextField()
+        last_error = peewee.TextField(null=True)
+        run_at = peewee.DateTimeField()
+        locked_at = peewee.DateTimeField(null=True)
+        locked_by = peewee.CharField(max_length=255, null=True)
+        failed_at = peewee.DateTimeField(null=True)
+        reoccur_in = peewee.CharField(max_length=64, null=True)
+        last_run_at = peewee.DateTimeField(null=True)
+        created_at = peewee.DateTimeField()
+        updated_at = peewee.DateTimeField()
+        queue = peewee.CharField(
+            max_length=255, default="default", constraints=[peewee.SQL("DEFAULT 'default'")]
+        )
+        key = peewee.CharField(max_length=255, null=True)
+
+        class Meta:
+            table_name = TABLE
+
+    DelayedJob._meta.database = database  # type: ignore[attr-defined]
+    ready = DelayedJob.failed_at.is_null() if partial_indexes else None
+    DelayedJob.add_index(
+        DelayedJob.priority, DelayedJob.run_at, DelayedJob.id,
+        name="delayed_jobs_ready", where=ready,
+    )
+    DelayedJob.add_index(
+        DelayedJob.queue, DelayedJob.priority, DelayedJob.run_at, DelayedJob.id,
+        name="delayed_jobs_queue_ready", where=ready,
+    )
+    DelayedJob.add_index(DelayedJob.key, name="delayed_jobs_key", unique=True)
+    DelayedJob.add_index(
+        DelayedJob.locked_by,
+        name="delayed_jobs_locked_by",
+        where=DelayedJob.locked_by.is_null(False) if partial_indexes else None,
+    )
+    return DelayedJob

@@ -1,0 +1,394 @@
+"""The ``handler`` column: a call stored as readable YAML.
+
+A handler is a YAML mapping with a format marker::
+
+    tinydj: 1
+    function: myapp.tasks:resize
+    args: [photos/cat.png]
+    kwargs: {width: 100}
+
+or, for an object job (``tinydj.enqueue(obj)``) and a bound method::
+
+    tinydj: 1
+    object: !tinydj/object
+      class: myapp.jobs:NewsletterJob
+      attributes: {subject: Hello, emails: [a@example.com]}
+    method: perform
+
+Functions, classes and objects are stored by import path (``module:qualname``).
+Plain data is plain YAML. tinydj's own tags cover what plain YAML lacks:
+
+- ``!tinydj/model {model: myapp.models:User, pk: 5}``: a peewee row, loaded
+  fresh when the job runs;
+- ``!tinydj/object``: an instance of an importable class, rebuilt from its
+  attributes without calling ``__init__`` (as pickle does);
+- ``!tinydj/ref``: a function or class by import path;
+- ``!tinydj/tuple``, ``!tinydj/decimal``, ``!tinydj/uuid``;
+- ``!tinydj/pickle``: cloudpickle (base64) for anything else, including
+  lambdas and closures; refused when ``allow_pickle`` is False.
+
+Loading uses YAML's safe loader plus these tags only: no other Python object
+is ever constructed from a tag.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import importlib
+import inspect
+import sys
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import cloudpickle
+import peewee
+import yaml
+
+from .errors import HandlerError, SerializationError
+
+__all__ = ["FORMAT", "Call", "dump_call", "dump_object", "import_path", "load", "resolve"]
+
+#: Version of the handler format, stored as ``tinydj: 1``.
+FORMAT = 1
+
+_SafeDumper: type = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+_SafeLoader: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+@dataclass
+class Call:
+    """A loaded handler, ready to run."""
+
+    fn: Callable[..., Any]
+    args: list[Any] = field(default_factory=list)
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    #: The object whose method runs (object jobs and bound methods), for hooks.
+    target: object | None = None
+    name: str = ""
+    max_attempts: int | None = None
+
+
+# -- import paths ------------------------------------------------------------
+
+
+def _module_name(obj: Any) -> str | None:
+    module = getattr(obj, "__module__", None)
+    if module == "__main__":
+        # ``python -m pkg.mod`` runs pkg.mod as __main__; other processes can
+        # import it by its real name.
+        spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+        module = getattr(spec, "name", None)
+    return module if isinstance(module, str) else None
+
+
+@functools.lru_cache(maxsize=4096)
+def resolve(path: str) -> Any:
+    """Import ``module:qualname`` and return the object it names."""
+    module_name, sep, qualname = path.partition(":")
+    if not sep or not module_name or not qualname:
+        raise HandlerError(f"invalid import path {path!r}: expected 'module:qualname'")
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise HandlerError(f"cannot import module {module_name!r}: {exc}") from exc
+    for part in qualname.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise HandlerError(f"module {module_name!r} has no attribute {qualname!r}") from None
+    return obj
+
+
+def import_path(obj: Any) -> str | None:
+    """``module:qualname`` under which ``obj`` can be imported again, or None."""
+    module = _module_name(obj)
+    qualname = getattr(obj, "__qualname__", None)
+    if not module or not isinstance(qualname, str) or "<" in qualname:
+        return None
+    path = f"{module}:{qualname}"
+    try:
+        found = resolve(path)
+    except Exception:
+        return None
+    if found is obj or getattr(found, "__wrapped__", None) is obj:
+        return path
+    func = getattr(obj, "__func__", None)  # classmethods: a new bound method each time
+    if func is not None and getattr(found, "__func__", None) is func:
+        return path
+    return None
+
+
+# -- dumping -----------------------------------------------------------------
+
+
+def _is_plain_object(obj: Any) -> bool:
+    cls = type(obj)
+    return (
+        hasattr(obj, "__dict__")
+        and not any("__slots__" in vars(c) for c in cls.__mro__[:-1])
+        and cls.__reduce_ex__ is object.__reduce_ex__
+        and cls.__reduce__ is object.__reduce__
+        and getattr(cls, "__getstate__", object.__getstate__) is object.__getstate__
+        and not hasattr(cls, "__setstate__")
+        and not isinstance(obj, type)
+        and not callable(obj)
+        and import_path(cls) is not None
+    )
+
+
+def _pickled(dumper: Any, data: Any) -> Any:
+    if not dumper.allow_pickle:
+        raise SerializationError(
+            f"cannot store {type(data).__name__} value {_short(data)} as YAML, "
+            "and pickle is disabled (configure(allow_pickle=False))"
+        )
+    try:
+        payload = cloudpickle.dumps(data)
+    except Exception as exc:
+        raise SerializationError(
+            f"cannot store {type(data).__name__} value {_short(data)}: {exc}"
+        ) from exc
+    text = base64.encodebytes(payload).decode("ascii")
+    return dumper.represent_scalar("!tinydj/pickle", text, style="|")
+
+
+def _short(value: Any) -> str:
+    try:
+        text = repr(value)
+    except Exception:
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _represent_model(dumper: Any, data: peewee.Model) -> Any:
+    meta = data._meta  # type: ignore[attr-defined]
+    if isinstance(meta.primary_key, peewee.CompositeKey):
+        raise SerializationError(
+            f"cannot store {type(data).__name__}: models with composite keys are not supported"
+        )
+    pk = data.get_id()
+    if pk is None:
+        raise SerializationError(
+            f"cannot store an unsaved {type(data).__name__}: save it first, "
+            "the job loads it fresh by primary key"
+        )
+    path = import_path(type(data))
+    if path is None:
+        raise SerializationError(
+            f"cannot store {type(data).__name__}: its class cannot be imported by path"
+        )
+    return dumper.represent_mapping("!tinydj/model", {"model": path, "pk": pk})
+
+
+def _represent_other(dumper: Any, data: Any) -> Any:
+    if isinstance(data, type) or inspect.isroutine(data):
+        path = import_path(data)
+        if path is not None:
+            return dumper.represent_scalar("!tinydj/ref", path)
+        return _pickled(dumper, data)
+    if _is_plain_object(data):
+        path = import_path(type(data))
+        return dumper.represent_mapping(
+            "!tinydj/object", {"class": path, "attributes": dict(vars(data))}
+        )
+    return _pickled(dumper, data)
+
+
+class _Document(dict):  # type: ignore[type-arg]
+    """The top-level mapping of a handler, always written in block style."""
+
+
+class _Dumper(_SafeDumper):  # type: ignore[misc, valid-type]
+    allow_pickle = True
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+class _StrictDumper(_Dumper):
+    allow_pickle = False
+
+
+_Dumper.add_representer(
+    tuple, lambda d, v: d.represent_sequence("!tinydj/tuple", list(v), flow_style=True)
+)
+_Dumper.add_representer(
+    _Document, lambda d, v: d.represent_mapping("tag:yaml.org,2002:map", v, flow_style=False)
+)
+_Dumper.add_representer(
+    datetime, lambda d, v: d.represent_scalar("tag:yaml.org,2002:timestamp", v.isoformat())
+)
+_Dumper.add_representer(Decimal, lambda d, v: d.represent_scalar("!tinydj/decimal", str(v)))
+_Dumper.add_representer(uuid.UUID, lambda d, v: d.represent_scalar("!tinydj/uuid", str(v)))
+_Dumper.add_multi_representer(peewee.Model, _represent_model)
+_Dumper.add_multi_representer(object, _represent_other)
+
+
+def _dump(doc: dict[str, Any], allow_pickle: bool) -> str:
+    try:
+        return yaml.dump(
+            doc,
+            Dumper=_Dumper if allow_pickle else _StrictDumper,
+            sort_keys=False,
+            default_flow_style=None,
+            allow_unicode=True,
+            width=100,
+        )
+    except SerializationError:
+        raise
+    except RecursionError:
+        raise SerializationError("cannot store a recursive structure as a job argument") from None
+    except Exception as exc:
+        raise SerializationError(f"cannot store the job's arguments: {exc}") from exc
+
+
+def _doc(head: dict[str, Any], args: Any, kwargs: Any, max_attempts: int | None) -> dict[str, Any]:
+    doc: dict[str, Any] = _Document(tinydj=FORMAT, **head)
+    if args:
+        doc["args"] = list(args)
+    if kwargs:
+        doc["kwargs"] = dict(kwargs)
+    if max_attempts is not None:
+        doc["max_attempts"] = max_attempts
+    return doc
+
+
+def dump_call(
+    fn: Callable[..., Any],
+    args: tuple[Any, ...] | list[Any] = (),
+    kwargs: dict[str, Any] | None = None,
+    *,
+    allow_pickle: bool = True,
+    max_attempts: int | None = None,
+) -> str:
+    """The handler text for ``fn(*args, **kwargs)``.
+
+    Raises ``SerializationError`` (a ``TypeError``) when something cannot be
+    stored; nothing is written in that case.
+    """
+    if not callable(fn):
+        raise SerializationError(f"{_short(fn)} is not callable")
+    self_ = getattr(fn, "__self__", None)
+    if inspect.ismethod(fn) and not isinstance(self_, type):
+        head: dict[str, Any] = {"object": self_, "method": fn.__name__}
+    else:
+        path = import_path(fn)
+        head = {"function": path if path is not None else fn}
+    return _dump(_doc(head, args, kwargs, max_attempts), allow_pickle)
+
+
+def dump_object(obj: Any, *, allow_pickle: bool = True, max_attempts: int | None = None) -> str:
+    """The handler text for an object job: ``obj.perform()`` later."""
+    if not callable(getattr(obj, "perform", None)):
+        raise TypeError(f"cannot enqueue {_short(obj)}: it has no perform() method")
+    return _dump(_doc({"object": obj, "method": "perform"}, (), None, max_attempts), allow_pickle)
+
+
+# -- loading -----------------------------------------------------------------
+
+
+class _Loader(_SafeLoader):  # type: ignore[misc, valid-type]
+    allow_pickle = True
+
+
+class _StrictLoader(_Loader):
+    allow_pickle = False
+
+
+def _load_pickle(loader: Any, node: Any) -> Any:
+    if not loader.allow_pickle:
+        raise HandlerError("the job holds a pickled value and pickle is disabled (allow_pickle=False)")
+    try:
+        return cloudpickle.loads(base64.b64decode(loader.construct_scalar(node)))
+    except Exception as exc:
+        raise HandlerError(f"cannot unpickle a stored value: {type(exc).__name__}: {exc}") from exc
+
+
+def _load_model(loader: Any, node: Any) -> Any:
+    spec = loader.construct_mapping(node, deep=True)
+    path, pk = spec.get("model"), spec.get("pk")
+    if not isinstance(path, str):
+        raise HandlerError(f"invalid model reference: {spec!r}")
+    model = resolve(path)
+    if not (isinstance(model, type) and issubclass(model, peewee.Model)):
+        raise HandlerError(f"{path} is not a peewee model")
+    try:
+        return model.get_by_id(pk)
+    except model.DoesNotExist:  # type: ignore[attr-defined]
+        raise HandlerError(
+            f"{path} with primary key {pk!r} no longer exists (deleted before the job ran)"
+        ) from None
+
+
+def _load_object(loader: Any, node: Any) -> Any:
+    spec = loader.construct_mapping(node, deep=True)
+    path, attributes = spec.get("class"), spec.get("attributes") or {}
+    if not isinstance(path, str) or not isinstance(attributes, dict):
+        raise HandlerError(f"invalid object: {spec!r}")
+    cls = resolve(path)
+    if not isinstance(cls, type):
+        raise HandlerError(f"{path} is not a class")
+    obj = cls.__new__(cls)
+    obj.__dict__.update(attributes)
+    return obj
+
+
+def _load_ref(loader: Any, node: Any) -> Any:
+    return resolve(loader.construct_scalar(node))
+
+
+_Loader.add_constructor("!tinydj/pickle", _load_pickle)
+_Loader.add_constructor("!tinydj/model", _load_model)
+_Loader.add_constructor("!tinydj/object", _load_object)
+_Loader.add_constructor("!tinydj/ref", _load_ref)
+_Loader.add_constructor("!tinydj/tuple", lambda ld, n: tuple(ld.construct_sequence(n, deep=True)))
+_Loader.add_constructor("!tinydj/decimal", lambda ld, n: Decimal(ld.construct_scalar(n)))
+_Loader.add_constructor("!tinydj/uuid", lambda ld, n: uuid.UUID(ld.construct_scalar(n)))
+
+
+def load(handler: str, *, allow_pickle: bool = True) -> Call:
+    """Load a handler into a ``Call``; raise ``HandlerError`` saying why not."""
+    try:
+        doc = yaml.load(handler, Loader=_Loader if allow_pickle else _StrictLoader)  # noqa: S506
+    except HandlerError:
+        raise
+    except yaml.YAMLError as exc:
+        raise HandlerError(f"the handler is not valid YAML: {_one_line(exc)}") from exc
+    except Exception as exc:
+        raise HandlerError(f"cannot load the handler: {type(exc).__name__}: {exc}") from exc
+    if not isinstance(doc, dict) or "tinydj" not in doc:
+        raise HandlerError("the handler is not a tinydj job (no 'tinydj:' format marker)")
+    if doc["tinydj"] != FORMAT:
+        raise HandlerError(f"unknown handler format {doc['tinydj']!r} (this tinydj reads {FORMAT})")
+    args, kwargs = doc.get("args") or [], doc.get("kwargs") or {}
+    if not isinstance(args, list) or not isinstance(kwargs, dict):
+        raise HandlerError("the handler's args must be a list and kwargs a mapping")
+    max_attempts = doc.get("max_attempts")
+    if max_attempts is not None and (not isinstance(max_attempts, int) or max_attempts < 1):
+        raise HandlerError(f"invalid max_attempts {max_attempts!r}")
+    if "function" in doc:
+        function = doc["function"]
+        if isinstance(function, str):
+            fn, name = resolve(function), function
+        else:
+            fn, name = function, getattr(function, "__qualname__", "<callable>")
+        if not callable(fn):
+            raise HandlerError(f"{name} is not callable")
+        return Call(fn, args, kwargs, None, name, max_attempts)
+    if "object" in doc and isinstance(doc.get("method"), str):
+        target, method = doc["object"], doc["method"]
+        fn = getattr(target, method, None)
+        if not callable(fn):
+            raise HandlerError(f"{type(target).__qualname__} has no method {method!r}")
+        name = f"{type(target).__module__}:{type(target).__qualname__}.{method}"
+        return Call(fn, args, kwargs, target, name, max_attempts)
+    raise HandlerError("the handler names neither a function nor an object and method")
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())

@@ -1,0 +1,520 @@
+"""Every SQL statement tinydj runs, behind one small ``Store`` class.
+
+Nothing outside this module builds a query. Databases differ only in the
+``Dialect`` data (parameter style, how a writer takes its lock, whether rows
+other workers hold are skipped), not in the control flow of the methods.
+
+Times travel as naive UTC: ISO text on SQLite (the column type is DATETIME,
+which SQLite stores as text and compares as text, so one fixed format keeps the
+order right), ``datetime`` objects elsewhere.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, TypeVar
+
+import peewee
+
+from .errors import DatabaseBusy
+from .job import COLUMNS, Job
+from .models import TABLE, make_model
+
+__all__ = ["SQLITE_BUSY_BUDGET", "Dialect", "NewJob", "Store", "dialect_for"]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+#: How long (seconds) tinydj keeps retrying a write that SQLite refuses with
+#: "database is locked" after its own busy timeout, before raising DatabaseBusy.
+SQLITE_BUSY_BUDGET = 60.0
+#: Longest IN (...) list sent in one statement.
+_CHUNK = 500
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """What differs between databases, as data."""
+
+    name: str
+    #: DB-API parameter marker.
+    param: str
+    #: ``BEGIN <lock_type>`` for transactions that write (SQLite: IMMEDIATE,
+    #: so that the write lock is taken before anything is read).
+    lock_type: str | None
+    #: Appended to the reserve sub-select: rows other workers are locking
+    #: right now are skipped instead of waited for.
+    skip_locked: str
+    #: Scalar minimum of two values.
+    least: str
+    #: Datetimes are bound and read as ISO text.
+    text_times: bool
+    #: Indexes may carry a WHERE clause.
+    partial_indexes: bool
+
+
+SQLITE = Dialect("sqlite", "?", "IMMEDIATE", "", "MIN", True, True)
+POSTGRES = Dialect("postgresql", "%s", None, " FOR UPDATE SKIP LOCKED", "LEAST", False, True)
+
+
+def dialect_for(database: peewee.Database) -> Dialect:
+    """Pick the dialect of a peewee database."""
+    if isinstance(database, peewee.SqliteDatabase):
+        return SQLITE
+    if isinstance(database, peewee.PostgresqlDatabase):
+        return POSTGRES
+    raise TypeError(f"tinydj does not support {type(database).__name__} yet")
+
+
+@dataclass(frozen=True, slots=True)
+class NewJob:
+    """A row about to be inserted."""
+
+    handler: str
+    queue: str
+    priority: int
+    run_at: datetime
+    key: str | None = None
+    reoccur_in: str | None = None
+
+
+_COLS = ", ".join(f'"{c}"' for c in COLUMNS)
+_INSERT_COLS = '(priority, attempts, handler, run_at, queue, "key", reoccur_in, created_at, updated_at)'
+_INTERRUPTED = (
+    "'Interrupted: worker ' || locked_by || ' stopped renewing its lease while running "
+    "this job (it died or lost the database); running it again, not counted as an attempt.'"
+)
+
+
+def _in_list(n: int) -> str:
+    return "(" + ", ".join(["?"] * n) + ")"
+
+
+def _chunks(ids: Sequence[int]) -> Iterator[Sequence[int]]:
+    for i in range(0, len(ids), _CHUNK):
+        yield ids[i : i + _CHUNK]
+
+
+def _is_busy(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return "database is locked" in text or "database is busy" in text
+
+
+class Store:
+    """The ``delayed_jobs`` table of one database.
+
+    Every method is one statement or one short transaction. Methods that
+    finish a job (``ack``, ``finish``) check ``locked_by`` so that a worker that
+    lost its lease cannot overwrite the work of the worker that took over.
+    """
+
+    def __init__(self, database: peewee.Database, *, serialize: bool = False) -> None:
+        self.db = database
+        self.dialect = dialect_for(database)
+        self.model = make_model(database, partial_indexes=self.dialect.partial_indexes)
+        self._schema_ready = False
+        self._schema_lock = threading.Lock()
+        # An in-memory SQLite database is one connection shared by all
+        # threads; its users take turns.
+        self._access: contextlib.AbstractContextManager[Any] = (
+            threading.RLock() if serialize else contextlib.nullcontext()
+        )
+        self._sql_cache: dict[tuple[str, int], str] = {}
+        self._listeners: list[Callable[[], None]] = []
+
+    # -- wake-up of workers in this process ----------------------------------
+
+    def add_listener(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` whenever a job inserted here becomes visible."""
+        self._listeners.append(callback)
+
+    def remove_listener(self, callback: Callable[[], None]) -> None:
+        with contextlib.suppress(ValueError):
+            self._listeners.remove(callback)
+
+    def _inserted(self) -> None:
+        # After the commit: a job enqueued inside the application's
+        # transaction wakes the workers only once it can be seen.
+        if self._listeners:
+            try:
+                self.db.after_commit(self._wake)
+            except ValueError:  # peewee's manual-commit mode has no hooks
+                self._wake()
+
+    def _wake(self) -> None:
+        for callback in list(self._listeners):
+            callback()
+
+    # -- plumbing ----------------------------------------------------------
+
+    def _q(self, sql: str) -> str:
+        """Translate a statement written with ``?`` markers to the dialect."""
+        return sql if self.dialect.param == "?" else sql.replace("?", self.dialect.param)
+
+    def _t(self, value: datetime | None) -> Any:
+        if value is None or not self.dialect.text_times:
+            return value
+        return value.isoformat(" ", "microseconds")
+
+    def _execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        return self.db.execute_sql(self._q(sql), params)
+
+    def _transaction(self) -> Any:
+        if self.dialect.lock_type:
+            return self.db.atomic(lock_type=self.dialect.lock_type)
+        return self.db.atomic()
+
+    def _run(self, fn: Callable[[], T]) -> T:
+        """Run ``fn``; retry it while SQLite says "database is locked".
+
+        Inside the caller's own transaction nothing is retried: the
+        transaction as a whole would have to be, and that is the caller's.
+        """
+        delay = 0.002
+        deadline: float | None = None
+        while True:
+            try:
+                with self._access:
+                    return fn()
+            except peewee.OperationalError as exc:
+                if not _is_busy(exc) or self.db.in_transaction():
+                    raise
+                now = time.monotonic()
+                if deadline is None:
+                    deadline = now + SQLITE_BUSY_BUDGET
+                elif now > deadline:
+                    raise DatabaseBusy(
+                        f"SQLite stayed locked for {SQLITE_BUSY_BUDGET:.0f} s: {exc}"
+                    ) from exc
+                time.sleep(delay * (0.5 + random.random()))
+                delay = min(delay * 2, 0.1)
+
+    # -- schema ------------------------------------------------------------
+
+    def ensure_schema(self) -> None:
+        """Create the table and its indexes unless they exist (once per Store)."""
+        if self._schema_ready:
+            return
+        with self._schema_lock:
+            if self._schema_ready:
+                return
+            self._run(self._create_schema)
+            self._schema_ready = True
+
+    def _create_schema(self) -> None:
+        if self.dialect is SQLITE and self.db.database != ":memory:":
+            self.db.execute_sql("PRAGMA journal_mode=wal")
+        try:
+            self.db.create_tables([self.model], safe=True)
+        except peewee.IntegrityError:
+            # Postgres: two processes creating the table at the same moment;
+            # the loser sees a duplicate type. The winner's table is fine.
+            if not self.db.table_exists(TABLE):
+                raise
+
+    # -- enqueue -----------------------------------------------------------
+
+    def insert(self, jobs: Sequence[NewJob], now: datetime) -> list[Job]:
+        """Insert new jobs in one transaction; return them with their ids."""
+        self.ensure_schema()
+        t = self._t(now)
+        params = [
+            (j.priority, 0, j.handler, self._t(j.run_at), j.queue, j.key, j.reoccur_in, t, t)
+            for j in jobs
+        ]
+        sql = f"INSERT INTO {TABLE} {_INSERT_COLS} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+
+        def one() -> list[int]:
+            if self.dialect.text_times:
+                return [self._execute(sql, params[0]).lastrowid]
+            return [self._execute(sql + " RETURNING id", params[0]).fetchone()[0]]
+
+        def many() -> list[int]:
+            with self._transaction():
+                if self.dialect.text_times:
+                    # Under the write lock rowids are handed out in sequence.
+                    cursor = self.db.cursor()
+                    cursor.executemany(self._q(sql), params)
+                    last = self._execute("SELECT last_insert_rowid()").fetchone()[0]
+                    return list(range(last - len(params) + 1, last + 1))
+                ids: list[int] = []
+                row = "(" + ", ".join(["?"] * 9) + ")"
+                for i in range(0, len(params), 100):
+                    part = params[i : i + 100]
+                    values = ", ".join([row] * len(part))
+                    flat = [v for p in part for v in p]
+                    stmt = f"INSERT INTO {TABLE} {_INSERT_COLS} VALUES {values} RETURNING id"
+                    ids.extend(r[0] for r in self._execute(stmt, flat).fetchall())
+                return ids
+
+        if not jobs:
+            return []
+        ids = self._run(one if len(jobs) == 1 else many)
+        self._inserted()
+        return [
+            Job(i, j.priority, 0, j.handler, None, j.run_at, None, None, None,
+                j.reoccur_in, None, now, now, j.queue, j.key)
+            for i, j in zip(ids, jobs, strict=True)
+        ]
+
+    def upsert(self, job: NewJob, now: datetime, soonest: datetime) -> Job:
+        """Insert a keyed (recurring) row, or update the row with that key.
+
+        An update keeps the row's schedule, except that a changed interval
+        brings ``run_at`` forward to ``soonest`` when that is earlier.
+        """
+        self.ensure_schema()
+        t = self._t(now)
+        least = self.dialect.least
+        sql = (
+            f"INSERT INTO {TABLE} {_INSERT_COLS} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            'ON CONFLICT ("key") DO UPDATE SET handler = excluded.handler, '
+            "priority = excluded.priority, queue = excluded.queue, "
+            "reoccur_in = excluded.reoccur_in, updated_at = excluded.updated_at, "
+            f"run_at = CASE WHEN {TABLE}.reoccur_in = excluded.reoccur_in "
+            f"THEN {TABLE}.run_at ELSE {least}({TABLE}.run_at, ?) END "
+            f"RETURNING {_COLS}"
+        )
+        params = (
+            job.priority, 0, job.handler, self._t(job.run_at), job.queue, job.key,
+            job.reoccur_in, t, t, self._t(soonest),
+        )
+        row = self._run(lambda: self._execute(sql, params).fetchone())
+        self._inserted()
+        return Job.from_row(row)
+
+    # -- the worker's side -------------------------------------------------
+
+    def _reserve_sql(self, queues: int) -> str:
+        cache_key = ("reserve", queues)
+        sql = self._sql_cache.get(cache_key)
+        if sql is None:
+            queue_clause = f" AND queue IN {_in_list(queues)}" if queues else ""
+            sql = (
+                f"UPDATE {TABLE} SET locked_at = ?, locked_by = ?, "
+                f"last_error = CASE WHEN locked_at IS NULL THEN last_error ELSE {_INTERRUPTED} END "
+                f"WHERE id IN (SELECT id FROM {TABLE} "
+                "WHERE failed_at IS NULL AND run_at <= ? "
+                f"AND (locked_at IS NULL OR locked_at < ?){queue_clause} "
+                f"ORDER BY priority, run_at, id LIMIT ?{self.dialect.skip_locked}) "
+                f"RETURNING {_COLS}"
+            )
+            self._sql_cache[cache_key] = sql
+        return sql
+
+    def reserve(
+        self,
+        worker: str,
+        now: datetime,
+        expired_before: datetime,
+        queues: Sequence[str] | None = None,
+        limit: int = 1,
+        done: Sequence[int] = (),
+    ) -> list[Job]:
+        """Lock up to ``limit`` due jobs for ``worker``, in run order.
+
+        A job is due when ``run_at <= now``, it has not failed, and nobody
+        holds it, or its holder's lease is older than ``expired_before`` (that
+        worker died). ``done`` are ids this worker finished: they are deleted
+        in the same transaction, so a worker that runs one job after another
+        commits once per job.
+        """
+        qs = list(queues or ())
+        sql = self._reserve_sql(len(qs))
+        params = (self._t(now), worker, self._t(now), self._t(expired_before), *qs, limit)
+
+        def go() -> list[Any]:
+            if not done:
+                return list(self._execute(sql, params).fetchall())
+            with self._transaction():
+                self._ack(worker, done)
+                return list(self._execute(sql, params).fetchall())
+
+        jobs = [Job.from_row(r) for r in self._run(go)]
+        jobs.sort(key=lambda j: (j.priority, j.run_at, j.id))
+        return jobs
+
+    def _ack(self, worker: str, ids: Sequence[int]) -> int:
+        deleted = 0
+        for part in _chunks(ids):
+            sql = f"DELETE FROM {TABLE} WHERE locked_by = ? AND id IN {_in_list(len(part))}"
+            deleted += self._execute(sql, (worker, *part)).rowcount
+        if deleted != len(ids):
+            log.warning(
+                "%d finished job(s) were no longer locked by %s (lease lost); "
+                "another worker may have run them again",
+                len(ids) - deleted, worker, extra={"action": "lease_lost"},
+            )
+        return deleted
+
+    def ack(self, worker: str, ids: Sequence[int]) -> int:
+        """Delete finished jobs that ``worker`` still holds; return how many."""
+        if not ids:
+            return 0
+
+        def go() -> int:
+            if len(ids) <= _CHUNK:
+                return self._ack(worker, ids)
+            with self._transaction():
+                return self._ack(worker, ids)
+
+        return self._run(go)
+
+    def finish(
+        self,
+        job_id: int,
+        worker: str,
+        now: datetime,
+        *,
+        attempts: int,
+        last_error: str | None,
+        run_at: datetime,
+        failed_at: datetime | None = None,
+        last_run_at: datetime | None = None,
+    ) -> bool:
+        """Unlock a job after a run that keeps its row.
+
+        Used for a retry later (new ``run_at``), a permanent failure
+        (``failed_at``) and a recurring run (next ``run_at``, ``last_run_at``).
+        Returns False when ``worker`` no longer held the job.
+        """
+        sql = (
+            f"UPDATE {TABLE} SET attempts = ?, last_error = ?, run_at = ?, failed_at = ?, "
+            "last_run_at = COALESCE(?, last_run_at), locked_at = NULL, locked_by = NULL, "
+            "updated_at = ? WHERE id = ? AND locked_by = ?"
+        )
+        params = (
+            attempts, last_error, self._t(run_at), self._t(failed_at), self._t(last_run_at),
+            self._t(now), job_id, worker,
+        )
+        updated = self._run(lambda: self._execute(sql, params).rowcount)
+        if not updated:
+            log.warning(
+                "job %s was no longer locked by %s (lease lost); its outcome was not recorded",
+                job_id, worker, extra={"action": "lease_lost"},
+            )
+        return bool(updated)
+
+    def renew(self, worker: str, now: datetime) -> int:
+        """Refresh the lease of every job ``worker`` holds (its heartbeat)."""
+        sql = f"UPDATE {TABLE} SET locked_at = ? WHERE locked_by = ?"
+        return int(self._run(lambda: self._execute(sql, (self._t(now), worker)).rowcount))
+
+    def release(self, worker: str, ids: Sequence[int] | None = None) -> int:
+        """Unlock jobs held by ``worker`` (all of them, or just ``ids``)."""
+        base = f"UPDATE {TABLE} SET locked_at = NULL, locked_by = NULL WHERE locked_by = ?"
+        if ids is None:
+            return int(self._run(lambda: self._execute(base, (worker,)).rowcount))
+        if not ids:
+            return 0
+
+        def go() -> int:
+            count = 0
+            for part in _chunks(ids):
+                sql = f"{base} AND id IN {_in_list(len(part))}"
+                count += self._execute(sql, (worker, *part)).rowcount
+            return count
+
+        return int(self._run(go))
+
+    def data_version(self) -> int | None:
+        """SQLite's ``PRAGMA data_version`` on this thread's connection.
+
+        It changes whenever another connection (any thread or process) commits
+        to the file, so an idle worker can notice a new job cheaply. None on
+        other databases.
+        """
+        if self.dialect is not SQLITE:
+            return None
+        with self._access:
+            return int(self.db.execute_sql("PRAGMA data_version").fetchone()[0])
+
+    # -- inspection and administration --------------------------------------
+
+    def get(self, job_id: int) -> Job | None:
+        """The job with this id, or None."""
+        self.ensure_schema()
+        sql = f"SELECT {_COLS} FROM {TABLE} WHERE id = ?"
+        row = self._run(lambda: self._execute(sql, (job_id,)).fetchone())
+        return Job.from_row(row) if row else None
+
+    def select(
+        self,
+        *,
+        failed: bool | None = None,
+        queue: str | None = None,
+        key: str | None = None,
+        limit: int | None = None,
+    ) -> list[Job]:
+        """Jobs in id order, optionally only failed / not failed / of a queue."""
+        self.ensure_schema()
+        where, params = [], []
+        if failed is not None:
+            where.append("failed_at IS NOT NULL" if failed else "failed_at IS NULL")
+        if queue is not None:
+            where.append("queue = ?")
+            params.append(queue)
+        if key is not None:
+            where.append('"key" = ?')
+            params.append(key)
+        sql = f"SELECT {_COLS} FROM {TABLE}"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY id"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        rows = self._run(lambda: self._execute(sql, params).fetchall())
+        return [Job.from_row(r) for r in rows]
+
+    def counts(self, now: datetime) -> dict[str, int]:
+        """How many jobs are ready, scheduled for later, running and failed."""
+        self.ensure_schema()
+        t = self._t(now)
+        sql = (
+            "SELECT "
+            "COALESCE(SUM(CASE WHEN failed_at IS NULL AND locked_at IS NULL AND run_at <= ? "
+            "THEN 1 ELSE 0 END), 0), "
+            "COALESCE(SUM(CASE WHEN failed_at IS NULL AND locked_at IS NULL AND run_at > ? "
+            "THEN 1 ELSE 0 END), 0), "
+            "COALESCE(SUM(CASE WHEN failed_at IS NULL AND locked_at IS NOT NULL "
+            "THEN 1 ELSE 0 END), 0), "
+            "COALESCE(SUM(CASE WHEN failed_at IS NOT NULL THEN 1 ELSE 0 END), 0) "
+            f"FROM {TABLE}"
+        )
+        row = self._run(lambda: self._execute(sql, (t, t)).fetchone())
+        return dict(zip(("ready", "scheduled", "locked", "failed"), map(int, row), strict=True))
+
+    def retry(self, job_id: int, now: datetime) -> bool:
+        """Make a failed job due again now, with its attempts reset."""
+        self.ensure_schema()
+        sql = (
+            f"UPDATE {TABLE} SET failed_at = NULL, attempts = 0, run_at = ?, "
+            "locked_at = NULL, locked_by = NULL, updated_at = ? WHERE id = ?"
+        )
+        t = self._t(now)
+        return bool(self._run(lambda: self._execute(sql, (t, t, job_id)).rowcount))
+
+    def delete(self, job_id: int) -> bool:
+        """Delete one job; True if it existed."""
+        self.ensure_schema()
+        sql = f"DELETE FROM {TABLE} WHERE id = ?"
+        return bool(self._run(lambda: self._execute(sql, (job_id,)).rowcount))
+
+    def clear(self) -> int:
+        """Delete every job, failed, locked and recurring ones included."""
+        self.ensure_schema()
+        return int(self._run(lambda: self._execute(f"DELETE FROM {TABLE}").rowcount))
+
+    def close(self) -> None:
+        """Close this thread's connection unless a transaction is open on it."""
+        with self._access:
+            if not self.db.is_closed() and not self.db.in_transaction():
+                self.db.close()

@@ -1,0 +1,320 @@
+"""Defining and enqueueing jobs: ``@job``, ``@every``, ``send_later`` and friends.
+
+A decorated function still runs inline when called; enqueueing is an explicit
+verb (``send_later``, ``send_at``, ``send_in``). Recurring functions are kept in
+a registry keyed by import path, which every worker writes to the table before
+its first job.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Generic, ParamSpec, TypeVar, overload
+
+from . import serialize
+from .config import Config, get_config
+from .job import Job
+from .schedule import format_interval, parse_delay, parse_every, to_naive_utc
+from .store import NewJob
+
+__all__ = [
+    "DEFAULT_QUEUE",
+    "Task",
+    "enqueue",
+    "every",
+    "job",
+    "recurring_tasks",
+    "register_recurring",
+    "schedule",
+    "send_later",
+]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+#: Queue of jobs that name none.
+DEFAULT_QUEUE = "default"
+
+_recurring: dict[str, Task[Any, Any]] = {}
+
+
+@dataclass(frozen=True)
+class _Options:
+    queue: str = DEFAULT_QUEUE
+    priority: int = 0
+    max_attempts: int | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.queue, str) or not self.queue:
+            raise ValueError(f"queue must be a non-empty string, not {self.queue!r}")
+        if not isinstance(self.priority, int) or isinstance(self.priority, bool):
+            raise TypeError(f"priority must be an int, not {self.priority!r}")
+        if self.max_attempts is not None and (
+            not isinstance(self.max_attempts, int)
+            or isinstance(self.max_attempts, bool)
+            or self.max_attempts < 1
+        ):
+            raise ValueError(f"max_attempts must be a positive int, not {self.max_attempts!r}")
+
+
+def _now(config: Config) -> datetime:
+    return to_naive_utc(config.clock())
+
+
+def _when(when: object) -> datetime:
+    if not isinstance(when, datetime):
+        raise TypeError(f"send_at() needs a datetime, not {type(when).__name__}")
+    return to_naive_utc(when)
+
+
+def _insert(
+    config: Config, handler: str, options: _Options, run_at: datetime | None
+) -> Job:
+    now = _now(config)
+    new = NewJob(handler, options.queue, options.priority, run_at or now)
+    return config.store.insert([new], now)[0]
+
+
+class Task(Generic[P, R]):
+    """A function made into a job by ``@job`` or ``@every``.
+
+    Calling it runs the function now; ``send_later`` / ``send_at`` /
+    ``send_in`` store the call for a worker and return the ``Job``.
+
+    >>> @job(queue="mail")
+    ... def send_mail(to: str) -> None: ...
+    >>> send_mail.send_in("10m", "ann@example.com")  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        fn: Callable[P, R],
+        *,
+        queue: str = DEFAULT_QUEUE,
+        priority: int = 0,
+        max_attempts: int | None = None,
+        every: timedelta | None = None,
+    ) -> None:
+        if not callable(fn):
+            raise TypeError(f"@job needs a function, not {fn!r}")
+        self.fn = fn
+        self.options = _Options(queue, priority, max_attempts)
+        self.every = every
+        functools.update_wrapper(self, fn)
+
+    def __repr__(self) -> str:
+        return f"<tinydj.Task {self.key}>"
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        return self.fn(*args, **kwargs)
+
+    @property
+    def key(self) -> str:
+        """The import path ``module:qualname`` (a recurring row's ``key``)."""
+        return serialize.import_path(self) or f"{self.fn.__module__}:{self.fn.__qualname__}"
+
+    def with_options(
+        self,
+        *,
+        queue: str | None = None,
+        priority: int | None = None,
+        max_attempts: int | None = None,
+    ) -> Task[P, R]:
+        """A copy of this task with other enqueue options, for one call site.
+
+        >>> resize.with_options(priority=-10).send_later("urgent.png")  # doctest: +SKIP
+        """
+        clone: Task[P, R] = Task.__new__(Task)
+        clone.__dict__.update(self.__dict__)
+        clone.options = _Options(
+            self.options.queue if queue is None else queue,
+            self.options.priority if priority is None else priority,
+            self.options.max_attempts if max_attempts is None else max_attempts,
+        )
+        return clone
+
+    def _handler(self, config: Config, args: Sequence[Any], kwargs: dict[str, Any]) -> str:
+        return serialize.dump_call(
+            self.fn if serialize.import_path(self) is None else self,
+            tuple(args),
+            kwargs,
+            allow_pickle=config.allow_pickle,
+            max_attempts=self.options.max_attempts,
+        )
+
+    def _send(self, run_at: datetime | None, args: Sequence[Any], kwargs: dict[str, Any]) -> Job:
+        config = get_config()
+        return _insert(config, self._handler(config, args, kwargs), self.options, run_at)
+
+    def send_later(self, *args: P.args, **kwargs: P.kwargs) -> Job:
+        """Store this call for a worker to run as soon as possible."""
+        return self._send(None, args, kwargs)
+
+    def send_at(self, when: datetime, /, *args: P.args, **kwargs: P.kwargs) -> Job:
+        """Store this call to run at ``when`` (aware, or naive UTC)."""
+        return self._send(_when(when), args, kwargs)
+
+    def send_in(self, delay: timedelta | float | str, /, *args: P.args, **kwargs: P.kwargs) -> Job:
+        """Store this call to run after ``delay`` (timedelta, seconds or "10m")."""
+        config = get_config()
+        run_at = _now(config) + parse_delay(delay)
+        return _insert(config, self._handler(config, args, kwargs), self.options, run_at)
+
+    def send_later_many(self, calls: Sequence[Sequence[Any] | dict[str, Any]]) -> list[Job]:
+        """Store many calls in one transaction; each item is an args tuple or a kwargs dict.
+
+        >>> resize.send_later_many([("a.png",), ("b.png",), {"path": "c.png"}])  # doctest: +SKIP
+        """
+        config = get_config()
+        now = _now(config)
+        rows = []
+        for call in calls:
+            args, kwargs = ((), dict(call)) if isinstance(call, dict) else (tuple(call), {})
+            handler = self._handler(config, args, kwargs)
+            rows.append(NewJob(handler, self.options.queue, self.options.priority, now))
+        return config.store.insert(rows, now)
+
+
+@overload
+def job(fn: Callable[P, R], /) -> Task[P, R]: ...
+@overload
+def job(
+    *, queue: str = ..., priority: int = ..., max_attempts: int | None = ...
+) -> Callable[[Callable[P, R]], Task[P, R]]: ...
+def job(
+    fn: Callable[P, R] | None = None,
+    /,
+    *,
+    queue: str = DEFAULT_QUEUE,
+    priority: int = 0,
+    max_attempts: int | None = None,
+) -> Task[P, R] | Callable[[Callable[P, R]], Task[P, R]]:
+    """Make a function a job: ``@job`` or ``@job(queue=..., priority=..., max_attempts=...)``.
+
+    ``priority``: lower numbers run first (default 0). ``max_attempts``:
+    failures before the job is marked failed (default: ``configure``'s, 25).
+    """
+    _Options(queue, priority, max_attempts)  # validate at decoration time
+
+    def decorate(f: Callable[P, R]) -> Task[P, R]:
+        return Task(f, queue=queue, priority=priority, max_attempts=max_attempts)
+
+    return decorate if fn is None else decorate(fn)
+
+
+def every(
+    spec: str | float | timedelta,
+    *,
+    queue: str = DEFAULT_QUEUE,
+    priority: int = 0,
+    max_attempts: int | None = None,
+) -> Callable[[Callable[P, R]], Task[P, R]]:
+    """Run a function every ``spec`` ("30s", "1h30m", seconds, timedelta).
+
+    The function is also a ``@job``. Every worker makes sure it has exactly
+    one row in the table (key: its import path) before its first job; a new
+    row is due at once. Raises ``ValueError``/``TypeError`` for a bad spec.
+    """
+    interval = parse_every(spec)
+    _Options(queue, priority, max_attempts)
+
+    def decorate(f: Callable[P, R]) -> Task[P, R]:
+        task = Task(f, queue=queue, priority=priority, max_attempts=max_attempts, every=interval)
+        register_recurring(task)
+        return task
+
+    return decorate
+
+
+def register_recurring(task: Task[Any, Any]) -> None:
+    """Add a recurring task to the registry (``@every`` does this)."""
+    if task.every is None:
+        raise ValueError(f"{task!r} has no interval")
+    _recurring[task.key] = task
+
+
+def recurring_tasks() -> list[Task[Any, Any]]:
+    """The ``@every`` tasks imported in this process."""
+    return list(_recurring.values())
+
+
+def upsert_recurring(config: Config, task: Task[Any, Any], now: datetime) -> Job:
+    """Write a recurring task's row (insert, or update the row with its key)."""
+    assert task.every is not None
+    handler = task._handler(config, (), {})
+    new = NewJob(
+        handler, task.options.queue, task.options.priority, now,
+        key=task.key, reoccur_in=format_interval(task.every),
+    )
+    return config.store.upsert(new, now, now + task.every)
+
+
+def send_later(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Job:
+    """Store ``fn(*args, **kwargs)`` for a worker: any importable function or
+    bound method, or (through cloudpickle) a closure or lambda."""
+    if isinstance(fn, Task):
+        return fn.send_later(*args, **kwargs)
+    config = get_config()
+    handler = serialize.dump_call(fn, args, kwargs, allow_pickle=config.allow_pickle)
+    return _insert(config, handler, _Options(), None)
+
+
+def enqueue(
+    obj: Any, priority: int = 0, run_at: datetime | None = None, queue: str | None = None
+) -> Job:
+    """Store an object whose ``perform()`` a worker will call (Delayed::Job's enqueue).
+
+    Optional hooks on the object: ``before(job)``, ``after(job)``,
+    ``success(job)``, ``error(job, exc)``, ``failure(job)``, and
+    ``max_attempts`` / ``reschedule_at(now, attempts)``. Raises ``TypeError``
+    if ``obj`` has no ``perform()``.
+    """
+    config = get_config()
+    options = _options_for(obj, priority, queue)
+    handler = serialize.dump_object(obj, allow_pickle=config.allow_pickle)
+    return _insert(config, handler, options, None if run_at is None else _when(run_at))
+
+
+def schedule(
+    obj: Any,
+    every: str | float | timedelta = "3h",
+    key: str | None = None,
+    priority: int = 0,
+    run_at: datetime | None = None,
+    queue: str | None = None,
+) -> Job:
+    """Run ``obj.perform()`` every ``every``, as one recurring row.
+
+    Scheduling an equal object (same class and attributes) again updates its
+    row; ``key`` names the row explicitly. The first run is due at ``run_at``
+    (default: now).
+    """
+    interval = parse_every(every)
+    config = get_config()
+    options = _options_for(obj, priority, queue)
+    handler = serialize.dump_object(obj, allow_pickle=config.allow_pickle)
+    if key is None:
+        digest = hashlib.sha1(handler.encode("utf-8"), usedforsecurity=False).hexdigest()[:16]
+        cls = type(obj)
+        key = f"{serialize.import_path(cls) or cls.__qualname__}#{digest}"
+    elif not isinstance(key, str) or not key:
+        raise ValueError(f"key must be a non-empty string, not {key!r}")
+    now = _now(config)
+    new = NewJob(
+        handler, options.queue, options.priority,
+        now if run_at is None else _when(run_at),
+        key=key, reoccur_in=format_interval(interval),
+    )
+    return config.store.upsert(new, now, now + interval)
+
+
+def _options_for(obj: Any, priority: int, queue: str | None) -> _Options:
+    if not callable(getattr(obj, "perform", None)):
+        raise TypeError(f"cannot enqueue {type(obj).__name__} object: it has no perform() method")
+    if queue is None:
+        queue = getattr(obj, "queue_name", None) or DEFAULT_QUEUE
+    return _Options(queue, priority)

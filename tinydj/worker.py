@@ -1,0 +1,478 @@
+"""The worker: reserve due jobs, run them, record the outcome.
+
+``work_off(n)`` is the deterministic step everything else is built on:
+``start()`` runs the same loop in background threads and ``run()`` runs it in
+the foreground until SIGINT/SIGTERM.
+
+Locks are leases. A worker renews the ``locked_at`` of every job it holds
+from a separate thread (every ``lock_timeout / 4`` seconds), so a long job is
+never taken away from a live worker, however busy its threads are. A worker
+that dies stops renewing; once its lease is ``lock_timeout`` seconds old
+another worker takes the job and runs it again, without counting an attempt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import itertools
+import logging
+import os
+import socket
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from . import serialize
+from .config import Config, get_config
+from .errors import HandlerError
+from .job import Job
+from .schedule import Clock, backoff, next_run_after, parse_every, to_naive_utc
+from .signals import on_stop
+from .tasks import recurring_tasks, upsert_recurring
+
+__all__ = ["Worker"]
+
+log = logging.getLogger(__name__)
+
+#: How often (seconds) an idle SQLite worker checks ``PRAGMA data_version`` to
+#: notice jobs enqueued by other processes without a full poll.
+WATCH_TICK = 0.005
+#: Longest pause after the database failed, before trying again.
+MAX_ERROR_PAUSE = 10.0
+
+_ids = itertools.count(1)
+_HOOKS = ("before", "after", "success", "error", "failure")
+
+
+def _format_error(exc: BaseException) -> str:
+    message = f"{type(exc).__name__}: {exc}"
+    return message + "\n" + "".join(traceback.format_exception(exc)).rstrip()
+
+
+def _call_hook(target: object | None, name: str, *args: Any) -> None:
+    """Call an optional Delayed::Job hook, passing as many args as it takes."""
+    hook = getattr(target, name, None) if target is not None else None
+    if not callable(hook):
+        return
+    try:
+        params = inspect.signature(hook).parameters.values()
+        positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        if not any(p.kind == p.VAR_POSITIONAL for p in params):
+            args = args[: len(positional)]
+    except (TypeError, ValueError):
+        pass
+    hook(*args)
+
+
+class Worker:
+    """Runs jobs from the table.
+
+    ``queues``: names to take jobs from (None: all). ``threads``: jobs run at
+    once by ``start()``/``run()``. ``lock_timeout``: seconds after which a job
+    whose worker stopped renewing its lease is taken by another worker.
+    ``poll_interval``: longest an idle worker waits before looking again (a
+    ``send_later`` in this process, or on SQLite a commit by any process,
+    wakes it at once). ``clock``: source of "now", for tests.
+
+    >>> worker = tinydj.Worker(threads=4)  # doctest: +SKIP
+    >>> worker.start(); ...; worker.stop()  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        queues: Sequence[str] | str | None = None,
+        threads: int = 1,
+        lock_timeout: float = 30.0,
+        poll_interval: float = 1.0,
+        *,
+        name: str | None = None,
+        clock: Clock | None = None,
+        config: Config | None = None,
+        batch_size: int = 1,
+    ) -> None:
+        if isinstance(queues, str):
+            queues = [queues]
+        if queues is not None and not all(isinstance(q, str) and q for q in queues):
+            raise ValueError(f"queues must be non-empty strings, not {queues!r}")
+        for label, value, minimum in (("threads", threads, 1), ("batch_size", batch_size, 1)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+                raise ValueError(f"{label} must be an int >= {minimum}, not {value!r}")
+        for label, number in (("lock_timeout", lock_timeout), ("poll_interval", poll_interval)):
+            if not isinstance(number, int | float) or isinstance(number, bool) or not number > 0:
+                raise ValueError(f"{label} must be a positive number of seconds, not {number!r}")
+        self.queues = list(queues) if queues else None
+        self.threads = threads
+        self.lock_timeout = float(lock_timeout)
+        self.poll_interval = float(poll_interval)
+        self.batch_size = batch_size
+        self.config = config or get_config()
+        self.store = self.config.store
+        self.clock = clock or self.config.clock
+        self.name = name or f"host:{socket.gethostname()} pid:{os.getpid()} w{next(_ids)}"
+        self._started = False
+        self._start_lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._cond = threading.Condition()
+        self._generation = 0
+        self._runners: list[threading.Thread] = []
+        self._lease_stop = threading.Event()
+        self._lease_thread: threading.Thread | None = None
+        self._lease_users = 0
+        self._exit_on_complete = False
+        self._intervals: dict[str, timedelta] = {}
+
+    def __repr__(self) -> str:
+        return f"<tinydj.Worker {self.name!r}>"
+
+    # -- time and start-up -------------------------------------------------
+
+    def _now(self) -> datetime:
+        return to_naive_utc(self.clock())
+
+    def _prepare(self) -> None:
+        """Create the table and the rows of ``@every`` jobs (once per worker)."""
+        if self._started:
+            return
+        with self._start_lock:
+            if self._started:
+                return
+            self.store.ensure_schema()
+            now = self._now()
+            for task in recurring_tasks():
+                upsert_recurring(self.config, task, now)
+            self._started = True
+
+    # -- leases ------------------------------------------------------------
+
+    def _acquire_lease_thread(self) -> None:
+        with self._start_lock:
+            self._lease_users += 1
+            if self._lease_thread is None:
+                self._lease_stop.clear()
+                self._lease_thread = threading.Thread(
+                    target=self._renew_leases, name=f"tinydj-lease {self.name}", daemon=True
+                )
+                self._lease_thread.start()
+
+    def _release_lease_thread(self) -> None:
+        with self._start_lock:
+            self._lease_users -= 1
+            thread = self._lease_thread if self._lease_users == 0 else None
+            if thread is not None:
+                self._lease_thread = None
+                self._lease_stop.set()
+        if thread is not None:
+            thread.join()
+
+    def _renew_leases(self) -> None:
+        period = self.lock_timeout / 4
+        try:
+            while not self._lease_stop.wait(period):
+                try:
+                    self.store.renew(self.name, self._now())
+                except Exception:
+                    log.warning("%s could not renew its leases", self.name, exc_info=True)
+        finally:
+            self.store.close()
+
+    # -- one job -----------------------------------------------------------
+
+    def _interval(self, job: Job) -> timedelta:
+        spec = job.reoccur_in or ""
+        interval = self._intervals.get(spec)
+        if interval is None:
+            interval = self._intervals[spec] = parse_every(spec)
+        return interval
+
+    def _perform(self, job: Job) -> bool:
+        """Run one reserved job and record its outcome, except a plain
+        success, which the caller acknowledges (in batches). Returns True on
+        success."""
+        started = time.perf_counter()
+        log.debug("Job %s (id=%s) RUNNING", job.name, job.id, extra={"action": "start_job"})
+        try:
+            call = serialize.load(job.handler, allow_pickle=self.config.allow_pickle)
+        except HandlerError as exc:
+            self._load_failed(job, exc)
+            return False
+        # Delayed::Job hooks apply to the object of an object job.
+        hooks = call.target if getattr(call.fn, "__name__", None) == "perform" else None
+        try:
+            _call_hook(hooks, "before", job)
+            result = call.fn(*call.args, **call.kwargs)
+            if inspect.isawaitable(result):
+                asyncio.run(_await(result))
+        except Exception as exc:
+            self._guard_hook(hooks, "error", job, exc)
+            self._guard_hook(hooks, "after", job)
+            self._run_failed(job, call, hooks, exc, time.perf_counter() - started)
+            return False
+        self._guard_hook(hooks, "success", job)
+        self._guard_hook(hooks, "after", job)
+        if job.recurring:
+            now = self._now()
+            self.store.finish(
+                job.id, self.name, now, attempts=0, last_error=None,
+                run_at=next_run_after(job.run_at, self._interval(job), now), last_run_at=now,
+            )
+        if log.isEnabledFor(logging.INFO):
+            log.info(
+                "Job %s (id=%s) COMPLETED after %.4f s", job.name, job.id,
+                time.perf_counter() - started, extra={"action": "job_success"},
+            )
+        return True
+
+    def _guard_hook(self, target: object | None, name: str, *args: Any) -> None:
+        # A hook that raises after the work is done must not make the job run
+        # again (Delayed::Job re-runs it); it is logged instead.
+        try:
+            _call_hook(target, name, *args)
+        except Exception:
+            log.exception("the %s hook of job %s raised", name, args[0].id)
+
+    def _load_failed(self, job: Job, exc: HandlerError) -> None:
+        now = self._now()
+        error = f"Job failed to load: {exc}\nHandler:\n{job.handler[:4000]}"
+        log.error("Job %s (id=%s) FAILED to load: %s", job.name, job.id, exc,
+                  extra={"action": "load_failed"})
+        if job.recurring:  # a recurring row never loses its schedule
+            self.store.finish(
+                job.id, self.name, now, attempts=job.attempts + 1, last_error=error,
+                run_at=next_run_after(job.run_at, self._interval(job), now), last_run_at=now,
+            )
+        else:
+            self.store.finish(
+                job.id, self.name, now, attempts=job.attempts + 1, last_error=error,
+                run_at=job.run_at, failed_at=now,
+            )
+
+    def _run_failed(
+        self, job: Job, call: serialize.Call, hooks: object | None, exc: Exception, took: float
+    ) -> None:
+        now = self._now()
+        attempts = job.attempts + 1
+        error = _format_error(exc)
+        if job.recurring:
+            log.warning("Job %s (id=%s) FAILED (%d in a row): %s", job.name, job.id, attempts,
+                        exc, extra={"action": "job_error"})
+            self.store.finish(
+                job.id, self.name, now, attempts=attempts, last_error=error,
+                run_at=next_run_after(job.run_at, self._interval(job), now), last_run_at=now,
+            )
+            return
+        limit = call.max_attempts or getattr(hooks, "max_attempts", None)
+        if not isinstance(limit, int) or limit < 1:
+            limit = self.config.max_attempts
+        if attempts >= limit:
+            log.error("Job %s (id=%s) FAILED permanently after %d attempts: %s", job.name,
+                      job.id, attempts, exc, extra={"action": "job_failed"})
+            self._guard_hook(hooks, "failure", job)
+            self.store.finish(
+                job.id, self.name, now, attempts=attempts, last_error=error,
+                run_at=job.run_at, failed_at=now,
+            )
+            return
+        run_at: datetime | None = None
+        reschedule_at = getattr(hooks, "reschedule_at", None)
+        if callable(reschedule_at):
+            try:
+                run_at = to_naive_utc(reschedule_at(now, attempts))
+            except Exception:
+                log.exception("reschedule_at of job %s raised; using the default delay", job.id)
+        if run_at is None:
+            run_at = now + backoff(attempts)
+        log.warning("Job %s (id=%s) FAILED (attempt %d of %d, retry at %s) after %.4f s: %s",
+                    job.name, job.id, attempts, limit, run_at, took, exc,
+                    extra={"action": "job_error"})
+        self.store.finish(
+            job.id, self.name, now, attempts=attempts, last_error=error, run_at=run_at
+        )
+
+    # -- the loop ----------------------------------------------------------
+
+    def _reserve(self, limit: int, done: Sequence[int]) -> list[Job]:
+        now = self._now()
+        expired = now - timedelta(seconds=self.lock_timeout)
+        return self.store.reserve(self.name, now, expired, self.queues, limit, done)
+
+    def _work(self, jobs: Iterable[Job], done: list[int]) -> tuple[int, int, list[int]]:
+        """Run reserved jobs in order; return (succeeded, failed, not started)."""
+        succeeded = failed = 0
+        queue = list(jobs)
+        for i, job in enumerate(queue):
+            if self._stopping.is_set():
+                return succeeded, failed, [j.id for j in queue[i:]]
+            if self._perform(job):
+                succeeded += 1
+                if not job.recurring:
+                    done.append(job.id)
+            else:
+                failed += 1
+        return succeeded, failed, []
+
+    def work_off(self, num: int = 100) -> tuple[int, int]:
+        """Run up to ``num`` due jobs in this thread; return (succeeded, failed).
+
+        Stops early when no job is due. Jobs are run one by one in order of
+        priority (lower first), then ``run_at``, then id.
+        """
+        self._prepare()
+        succeeded = failed = 0
+        done: list[int] = []
+        self._acquire_lease_thread()
+        try:
+            while succeeded + failed < num and not self._stopping.is_set():
+                jobs = self._reserve(min(self.batch_size, num - succeeded - failed), done)
+                done = []
+                if not jobs:
+                    break
+                ok, bad, unstarted = self._work(jobs, done)
+                succeeded, failed = succeeded + ok, failed + bad
+                if unstarted:
+                    self.store.release(self.name, unstarted)
+        finally:
+            try:
+                self.store.ack(self.name, done)
+            finally:
+                self._release_lease_thread()
+        return succeeded, failed
+
+    def _runner(self) -> None:
+        done: list[int] = []
+        pause = 0.0
+        try:
+            while not self._stopping.is_set():
+                try:
+                    jobs = self._reserve(self.batch_size, done)
+                    done = []
+                    pause = 0.0
+                    if not jobs:
+                        if self._exit_on_complete:
+                            return
+                        self._idle_wait()
+                        continue
+                    _, _, unstarted = self._work(jobs, done)
+                    if unstarted:
+                        self.store.release(self.name, unstarted)
+                except Exception:
+                    pause = min(max(pause * 2, 0.1), MAX_ERROR_PAUSE)
+                    log.exception("%s: database error; trying again in %.1f s", self.name, pause)
+                    self._stopping.wait(pause)
+                    self.store.close()
+        finally:
+            try:
+                self.store.ack(self.name, done)
+            except Exception:
+                log.exception("%s could not acknowledge %d finished jobs", self.name, len(done))
+            self.store.close()
+
+    def _idle_wait(self) -> None:
+        """Sleep until woken, a commit by another process (SQLite), or the poll interval."""
+        deadline = time.monotonic() + self.poll_interval
+        generation = self._generation
+        version = self.store.data_version()
+        while not self._stopping.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            with self._cond:
+                if self._generation != generation:
+                    return
+                self._cond.wait(remaining if version is None else min(remaining, WATCH_TICK))
+                if self._generation != generation:
+                    return
+            if version is not None and self.store.data_version() != version:
+                return
+
+    def wake(self) -> None:
+        """Make idle threads look for jobs now (called after an enqueue here)."""
+        with self._cond:
+            self._generation += 1
+            self._cond.notify_all()
+
+    # -- background and foreground -----------------------------------------
+
+    def start(self, *, exit_on_complete: bool = False) -> Worker:
+        """Run jobs in ``threads`` background threads; return at once."""
+        with self._start_lock:
+            if self._runners:
+                raise RuntimeError(f"{self!r} is already running")
+        self._prepare()
+        self._stopping.clear()
+        self._exit_on_complete = exit_on_complete
+        self.store.add_listener(self.wake)
+        self._acquire_lease_thread()
+        self._runners = [
+            threading.Thread(target=self._runner, name=f"tinydj-worker-{i}", daemon=True)
+            for i in range(1, self.threads + 1)
+        ]
+        for thread in self._runners:
+            thread.start()
+        log.info("%s started: %d thread(s), queues %s", self.name, self.threads,
+                 ", ".join(self.queues) if self.queues else "all",
+                 extra={"action": "worker_start"})
+        return self
+
+    def stop(self) -> None:
+        """Stop taking jobs, let running ones finish, release what is left.
+
+        Idempotent and thread-safe.
+        """
+        self._stopping.set()
+        self.wake()
+        runners, self._runners = self._runners, []
+        for thread in runners:
+            if thread is not threading.current_thread():
+                thread.join()
+        self.store.remove_listener(self.wake)
+        if runners:
+            self._release_lease_thread()
+            try:
+                self.store.release(self.name)
+            finally:
+                self.store.close()
+            log.info("%s stopped", self.name, extra={"action": "worker_stop"})
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait for the runner threads to end; True if they all have."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for thread in list(self._runners):
+            thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        return not any(t.is_alive() for t in self._runners)
+
+    @property
+    def running(self) -> bool:
+        """True while runner threads are alive."""
+        return any(t.is_alive() for t in self._runners)
+
+    def run(self, *, exit_on_complete: bool = False) -> None:
+        """Run jobs in the foreground until SIGINT/SIGTERM (or, with
+        ``exit_on_complete``, until no job is due); running jobs finish first.
+        A second signal exits at once."""
+        requested = threading.Event()
+
+        def request_stop() -> None:
+            requested.set()
+            self._stopping.set()
+            self.wake()
+
+        with on_stop(request_stop):
+            self.start(exit_on_complete=exit_on_complete)
+            try:
+                while not requested.wait(0.1):
+                    if not self.running:
+                        break
+            finally:
+                self.stop()
+
+
+async def _await(awaitable: Any) -> Any:
+    return await awaitable
+
+
+# A type for the hook helpers' users (tests, subclasses).
+HookCallable = Callable[..., Any]
