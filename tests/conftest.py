@@ -23,7 +23,15 @@ TESTS = Path(__file__).resolve().parent
 if str(TESTS) not in sys.path:
     sys.path.insert(0, str(TESTS))
 
-PG_URL = os.environ.get("TINYDJ_TEST_PG_URL")
+BASE_PG_URL = os.environ.get("TINYDJ_TEST_PG_URL")
+# Each test session works in a schema of its own, so that two runs against one
+# server (or a developer's run beside CI's) do not drop each other's tables.
+PG_SCHEMA = f"tinydj_test_{os.getpid()}"
+PG_URL = (
+    f"{BASE_PG_URL}{'&' if '?' in BASE_PG_URL else '?'}options=-csearch_path%3D{PG_SCHEMA}"
+    if BASE_PG_URL
+    else None
+)
 
 START = datetime(2030, 1, 1, 12, 0, 0)
 
@@ -48,6 +56,21 @@ def drop_table(url: str) -> None:
         db.execute_sql("DROP TABLE IF EXISTS delayed_jobs")
     finally:
         db.close()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def pg_schema() -> Iterator[None]:
+    """Create this session's Postgres schema, and drop it at the end."""
+    if not BASE_PG_URL:
+        yield
+        return
+    db = tinydj.config.open_database(BASE_PG_URL)
+    db.execute_sql(f"CREATE SCHEMA IF NOT EXISTS {PG_SCHEMA}")
+    db.close()
+    yield
+    db = tinydj.config.open_database(BASE_PG_URL)
+    db.execute_sql(f"DROP SCHEMA IF EXISTS {PG_SCHEMA} CASCADE")
+    db.close()
 
 
 @pytest.fixture(params=["sqlite", _pg_param()])
@@ -88,3 +111,15 @@ def config(db_url: str, clock: FakeClock) -> Iterator[tinydj.Config]:
 @pytest.fixture
 def worker(config: tinydj.Config) -> tinydj.Worker:
     return tinydj.Worker(config=config)
+
+
+@pytest.fixture(autouse=True)
+def isolated_registry() -> Iterator[None]:
+    """Each test starts with no @every tasks registered (sample_jobs defines one)."""
+    from tinydj import tasks
+
+    saved = dict(tasks._recurring)
+    tasks._recurring.clear()
+    yield
+    tasks._recurring.clear()
+    tasks._recurring.update(saved)

@@ -64,24 +64,45 @@ def _parser() -> argparse.ArgumentParser:
 
     def with_database(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         p.add_argument(
-            "--database", metavar="URL",
+            "--database",
+            metavar="URL",
             help="database URL (default: $TINYDJ_DATABASE_URL, else sqlite:///tinydj.sqlite3)",
         )
         return p
 
     work = with_database(commands.add_parser("work", help="run a worker in the foreground"))
-    work.add_argument("--app", metavar="MODULE", action="append", default=[],
-                      help="import MODULE first (modules that define @every jobs); repeatable")
-    work.add_argument("--queue", metavar="NAME", action="append", default=[],
-                      help="only take jobs from this queue; repeatable (default: all)")
-    work.add_argument("--threads", type=_threads, default=1, metavar="N",
-                      help="jobs run at once (default 1)")
-    work.add_argument("--exit-on-complete", action="store_true",
-                      help="exit once no job is due")
-    work.add_argument("--lock-timeout", type=_positive, default=30.0, metavar="SECONDS",
-                      help="a dead worker's jobs are retried after this long (default 30)")
-    work.add_argument("--poll-interval", type=_positive, default=1.0, metavar="SECONDS",
-                      help="longest wait between looks at the table when idle (default 1)")
+    work.add_argument(
+        "--app",
+        metavar="MODULE",
+        action="append",
+        default=[],
+        help="import MODULE first (modules that define @every jobs); repeatable",
+    )
+    work.add_argument(
+        "--queue",
+        metavar="NAME",
+        action="append",
+        default=[],
+        help="only take jobs from this queue; repeatable (default: all)",
+    )
+    work.add_argument(
+        "--threads", type=_threads, default=1, metavar="N", help="jobs run at once (default 1)"
+    )
+    work.add_argument("--exit-on-complete", action="store_true", help="exit once no job is due")
+    work.add_argument(
+        "--lock-timeout",
+        type=_positive,
+        default=30.0,
+        metavar="SECONDS",
+        help="a dead worker's jobs are retried after this long (default 30)",
+    )
+    work.add_argument(
+        "--poll-interval",
+        type=_positive,
+        default=1.0,
+        metavar="SECONDS",
+        help="longest wait between looks at the table when idle (default 1)",
+    )
     work.add_argument("--name", help="worker name stored in locked_by")
     work.add_argument("-q", "--quiet", action="store_true", help="log warnings and errors only")
 
@@ -125,9 +146,11 @@ def _run(args: argparse.Namespace) -> int:
         for job in list_jobs(failed=True if args.failed else None, limit=args.limit):
             state = "failed" if job.failed else "locked" if job.locked else "waiting"
             error = (job.last_error or "").split("\n", 1)[0][:80]
-            print(f"{job.id:>8} {state:<8} {job.queue:<10} p{job.priority:<4} "
-                  f"attempts={job.attempts:<3} run_at={job.run_at:%Y-%m-%d %H:%M:%S} "
-                  f"{job.name} {error}")
+            print(
+                f"{job.id:>8} {state:<8} {job.queue:<10} p{job.priority:<4} "
+                f"attempts={job.attempts:<3} run_at={job.run_at:%Y-%m-%d %H:%M:%S} "
+                f"{job.name} {error}"
+            )
     elif args.command == "retry":
         missing = [i for i in args.ids if not retry_job(i)]
         if missing:
@@ -140,8 +163,12 @@ def _run(args: argparse.Namespace) -> int:
         )
         _import_apps(args.app)
         worker = Worker(
-            queues=args.queue or None, threads=args.threads, lock_timeout=args.lock_timeout,
-            poll_interval=args.poll_interval, name=args.name, config=config,
+            queues=args.queue or None,
+            threads=args.threads,
+            lock_timeout=args.lock_timeout,
+            poll_interval=args.poll_interval,
+            name=args.name,
+            config=config,
         )
         worker.run(exit_on_complete=args.exit_on_complete)
     return EXIT_OK

@@ -85,7 +85,9 @@ def _check_driver(kind: str) -> None:
 
 
 def open_database(
-    url: str, *, busy_timeout: float = DEFAULT_SQLITE_BUSY_TIMEOUT,
+    url: str,
+    *,
+    busy_timeout: float = DEFAULT_SQLITE_BUSY_TIMEOUT,
     synchronous: str = DEFAULT_SQLITE_SYNCHRONOUS,
 ) -> peewee.Database:
     """Open a peewee database for a URL.
@@ -174,7 +176,9 @@ def configure(database: str | peewee.Database | None = None, **options: Any) -> 
             f"database must be a URL or a peewee.Database, not {type(database).__name__}"
         )
     try:
-        store = Store(db, serialize=isinstance(db, peewee.SqliteDatabase) and db.database == ":memory:")
+        store = Store(
+            db, serialize=isinstance(db, peewee.SqliteDatabase) and db.database == ":memory:"
+        )
     except TypeError as exc:
         raise ConfigurationError(str(exc)) from None
     config = Config(

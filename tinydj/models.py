@@ -50,15 +50,22 @@ def make_model(database: peewee.Database, *, partial_indexes: bool = True) -> ty
         class Meta:
             table_name = TABLE
 
-    DelayedJob._meta.database = database  # type: ignore[attr-defined]
+    DelayedJob._meta.database = database
     ready = DelayedJob.failed_at.is_null() if partial_indexes else None
     DelayedJob.add_index(
-        DelayedJob.priority, DelayedJob.run_at, DelayedJob.id,
-        name="delayed_jobs_ready", where=ready,
+        DelayedJob.priority,
+        DelayedJob.run_at,
+        DelayedJob.id,
+        name="delayed_jobs_ready",
+        where=ready,
     )
     DelayedJob.add_index(
-        DelayedJob.queue, DelayedJob.priority, DelayedJob.run_at, DelayedJob.id,
-        name="delayed_jobs_queue_ready", where=ready,
+        DelayedJob.queue,
+        DelayedJob.priority,
+        DelayedJob.run_at,
+        DelayedJob.id,
+        name="delayed_jobs_queue_ready",
+        where=ready,
     )
     DelayedJob.add_index(DelayedJob.key, name="delayed_jobs_key", unique=True)
     DelayedJob.add_index(

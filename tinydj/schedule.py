@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 import re
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 __all__ = [
     "MAX_BACKOFF",
@@ -41,13 +41,13 @@ BACKOFF_JITTER = 0.25
 
 def utcnow() -> datetime:
     """The current time as a naive UTC datetime (tinydj's storage format)."""
-    return datetime.now(timezone.utc).replace(tzinfo=None)
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def to_naive_utc(value: datetime) -> datetime:
     """Convert an aware datetime to naive UTC; a naive one is taken as UTC."""
     if value.tzinfo is not None:
-        return value.astimezone(timezone.utc).replace(tzinfo=None)
+        return value.astimezone(UTC).replace(tzinfo=None)
     return value
 
 

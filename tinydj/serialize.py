@@ -131,8 +131,8 @@ def _is_plain_object(obj: Any) -> bool:
     return (
         hasattr(obj, "__dict__")
         and not any("__slots__" in vars(c) for c in cls.__mro__[:-1])
-        and cls.__reduce_ex__ is object.__reduce_ex__
-        and cls.__reduce__ is object.__reduce__
+        and getattr(cls, "__reduce_ex__", None) is getattr(object, "__reduce_ex__", None)
+        and getattr(cls, "__reduce__", None) is getattr(object, "__reduce__", None)
         and getattr(cls, "__getstate__", object.__getstate__) is object.__getstate__
         and not hasattr(cls, "__setstate__")
         and not isinstance(obj, type)
@@ -166,7 +166,7 @@ def _short(value: Any) -> str:
 
 
 def _represent_model(dumper: Any, data: peewee.Model) -> Any:
-    meta = data._meta  # type: ignore[attr-defined]
+    meta = data._meta
     if isinstance(meta.primary_key, peewee.CompositeKey):
         raise SerializationError(
             f"cannot store {type(data).__name__}: models with composite keys are not supported"
@@ -199,11 +199,11 @@ def _represent_other(dumper: Any, data: Any) -> Any:
     return _pickled(dumper, data)
 
 
-class _Document(dict):  # type: ignore[type-arg]
+class _Document(dict[str, Any]):
     """The top-level mapping of a handler, always written in block style."""
 
 
-class _Dumper(_SafeDumper):  # type: ignore[misc, valid-type]
+class _Dumper(_SafeDumper):  # type: ignore[misc]
     allow_pickle = True
 
     def ignore_aliases(self, data: Any) -> bool:
@@ -292,7 +292,7 @@ def dump_object(obj: Any, *, allow_pickle: bool = True, max_attempts: int | None
 # -- loading -----------------------------------------------------------------
 
 
-class _Loader(_SafeLoader):  # type: ignore[misc, valid-type]
+class _Loader(_SafeLoader):  # type: ignore[misc]
     allow_pickle = True
 
 
@@ -302,7 +302,9 @@ class _StrictLoader(_Loader):
 
 def _load_pickle(loader: Any, node: Any) -> Any:
     if not loader.allow_pickle:
-        raise HandlerError("the job holds a pickled value and pickle is disabled (allow_pickle=False)")
+        raise HandlerError(
+            "the job holds a pickled value and pickle is disabled (allow_pickle=False)"
+        )
     try:
         return cloudpickle.loads(base64.b64decode(loader.construct_scalar(node)))
     except Exception as exc:
@@ -333,7 +335,7 @@ def _load_object(loader: Any, node: Any) -> Any:
     cls = resolve(path)
     if not isinstance(cls, type):
         raise HandlerError(f"{path} is not a class")
-    obj = cls.__new__(cls)
+    obj: Any = object.__new__(cls)
     obj.__dict__.update(attributes)
     return obj
 
@@ -354,7 +356,7 @@ _Loader.add_constructor("!tinydj/uuid", lambda ld, n: uuid.UUID(ld.construct_sca
 def load(handler: str, *, allow_pickle: bool = True) -> Call:
     """Load a handler into a ``Call``; raise ``HandlerError`` saying why not."""
     try:
-        doc = yaml.load(handler, Loader=_Loader if allow_pickle else _StrictLoader)  # noqa: S506
+        doc = yaml.load(handler, Loader=_Loader if allow_pickle else _StrictLoader)
     except HandlerError:
         raise
     except yaml.YAMLError as exc:

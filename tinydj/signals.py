@@ -53,7 +53,7 @@ def on_stop(callback: Callable[[], None]) -> Iterator[None]:
         finally:
             os._exit(HARD_EXIT_STATUS)
 
-    previous: dict[int, Any] = {}
+    previous: dict[signal.Signals, Any] = {}
     for sig in _SIGNALS:
         previous[sig] = signal.signal(sig, handler)
     try:

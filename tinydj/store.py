@@ -86,7 +86,9 @@ class NewJob:
 
 
 _COLS = ", ".join(f'"{c}"' for c in COLUMNS)
-_INSERT_COLS = '(priority, attempts, handler, run_at, queue, "key", reoccur_in, created_at, updated_at)'
+_INSERT_COLS = (
+    '(priority, attempts, handler, run_at, queue, "key", reoccur_in, created_at, updated_at)'
+)
 _INTERRUPTED = (
     "'Interrupted: worker ' || locked_by || ' stopped renewing its lease while running "
     "this job (it died or lost the database); running it again, not counted as an attempt.'"
@@ -206,7 +208,9 @@ class Store:
             if self._schema_ready:
                 return
             self._run(self._create_schema)
-            self._schema_ready = True
+            # Created inside the caller's transaction, the table may still be
+            # rolled back with it: check again next time.
+            self._schema_ready = not self.db.in_transaction()
 
     def _create_schema(self) -> None:
         if self.dialect is SQLITE and self.db.database != ":memory:":
@@ -259,8 +263,23 @@ class Store:
         ids = self._run(one if len(jobs) == 1 else many)
         self._inserted()
         return [
-            Job(i, j.priority, 0, j.handler, None, j.run_at, None, None, None,
-                j.reoccur_in, None, now, now, j.queue, j.key)
+            Job(
+                i,
+                j.priority,
+                0,
+                j.handler,
+                None,
+                j.run_at,
+                None,
+                None,
+                None,
+                j.reoccur_in,
+                None,
+                now,
+                now,
+                j.queue,
+                j.key,
+            )
             for i, j in zip(ids, jobs, strict=True)
         ]
 
@@ -283,8 +302,16 @@ class Store:
             f"RETURNING {_COLS}"
         )
         params = (
-            job.priority, 0, job.handler, self._t(job.run_at), job.queue, job.key,
-            job.reoccur_in, t, t, self._t(soonest),
+            job.priority,
+            0,
+            job.handler,
+            self._t(job.run_at),
+            job.queue,
+            job.key,
+            job.reoccur_in,
+            t,
+            t,
+            self._t(soonest),
         )
         row = self._run(lambda: self._execute(sql, params).fetchone())
         self._inserted()
@@ -350,7 +377,9 @@ class Store:
             log.warning(
                 "%d finished job(s) were no longer locked by %s (lease lost); "
                 "another worker may have run them again",
-                len(ids) - deleted, worker, extra={"action": "lease_lost"},
+                len(ids) - deleted,
+                worker,
+                extra={"action": "lease_lost"},
             )
         return deleted
 
@@ -391,14 +420,22 @@ class Store:
             "updated_at = ? WHERE id = ? AND locked_by = ?"
         )
         params = (
-            attempts, last_error, self._t(run_at), self._t(failed_at), self._t(last_run_at),
-            self._t(now), job_id, worker,
+            attempts,
+            last_error,
+            self._t(run_at),
+            self._t(failed_at),
+            self._t(last_run_at),
+            self._t(now),
+            job_id,
+            worker,
         )
         updated = self._run(lambda: self._execute(sql, params).rowcount)
         if not updated:
             log.warning(
                 "job %s was no longer locked by %s (lease lost); its outcome was not recorded",
-                job_id, worker, extra={"action": "lease_lost"},
+                job_id,
+                worker,
+                extra={"action": "lease_lost"},
             )
         return bool(updated)
 
@@ -455,7 +492,8 @@ class Store:
     ) -> list[Job]:
         """Jobs in id order, optionally only failed / not failed / of a queue."""
         self.ensure_schema()
-        where, params = [], []
+        where: list[str] = []
+        params: list[Any] = []
         if failed is not None:
             where.append("failed_at IS NOT NULL" if failed else "failed_at IS NULL")
         if queue is not None:

@@ -71,9 +71,7 @@ def _when(when: object) -> datetime:
     return to_naive_utc(when)
 
 
-def _insert(
-    config: Config, handler: str, options: _Options, run_at: datetime | None
-) -> Job:
+def _insert(config: Config, handler: str, options: _Options, run_at: datetime | None) -> Job:
     now = _now(config)
     new = NewJob(handler, options.queue, options.priority, run_at or now)
     return config.store.insert([new], now)[0]
@@ -247,8 +245,12 @@ def upsert_recurring(config: Config, task: Task[Any, Any], now: datetime) -> Job
     assert task.every is not None
     handler = task._handler(config, (), {})
     new = NewJob(
-        handler, task.options.queue, task.options.priority, now,
-        key=task.key, reoccur_in=format_interval(task.every),
+        handler,
+        task.options.queue,
+        task.options.priority,
+        now,
+        key=task.key,
+        reoccur_in=format_interval(task.every),
     )
     return config.store.upsert(new, now, now + task.every)
 
@@ -305,9 +307,12 @@ def schedule(
         raise ValueError(f"key must be a non-empty string, not {key!r}")
     now = _now(config)
     new = NewJob(
-        handler, options.queue, options.priority,
+        handler,
+        options.queue,
+        options.priority,
         now if run_at is None else _when(run_at),
-        key=key, reoccur_in=format_interval(interval),
+        key=key,
+        reoccur_in=format_interval(interval),
     )
     return config.store.upsert(new, now, now + interval)
 

@@ -216,13 +216,21 @@ class Worker:
         if job.recurring:
             now = self._now()
             self.store.finish(
-                job.id, self.name, now, attempts=0, last_error=None,
-                run_at=next_run_after(job.run_at, self._interval(job), now), last_run_at=now,
+                job.id,
+                self.name,
+                now,
+                attempts=0,
+                last_error=None,
+                run_at=next_run_after(job.run_at, self._interval(job), now),
+                last_run_at=now,
             )
         if log.isEnabledFor(logging.INFO):
             log.info(
-                "Job %s (id=%s) COMPLETED after %.4f s", job.name, job.id,
-                time.perf_counter() - started, extra={"action": "job_success"},
+                "Job %s (id=%s) COMPLETED after %.4f s",
+                job.name,
+                job.id,
+                time.perf_counter() - started,
+                extra={"action": "job_success"},
             )
         return True
 
@@ -237,17 +245,32 @@ class Worker:
     def _load_failed(self, job: Job, exc: HandlerError) -> None:
         now = self._now()
         error = f"Job failed to load: {exc}\nHandler:\n{job.handler[:4000]}"
-        log.error("Job %s (id=%s) FAILED to load: %s", job.name, job.id, exc,
-                  extra={"action": "load_failed"})
+        log.error(
+            "Job %s (id=%s) FAILED to load: %s",
+            job.name,
+            job.id,
+            exc,
+            extra={"action": "load_failed"},
+        )
         if job.recurring:  # a recurring row never loses its schedule
             self.store.finish(
-                job.id, self.name, now, attempts=job.attempts + 1, last_error=error,
-                run_at=next_run_after(job.run_at, self._interval(job), now), last_run_at=now,
+                job.id,
+                self.name,
+                now,
+                attempts=job.attempts + 1,
+                last_error=error,
+                run_at=next_run_after(job.run_at, self._interval(job), now),
+                last_run_at=now,
             )
         else:
             self.store.finish(
-                job.id, self.name, now, attempts=job.attempts + 1, last_error=error,
-                run_at=job.run_at, failed_at=now,
+                job.id,
+                self.name,
+                now,
+                attempts=job.attempts + 1,
+                last_error=error,
+                run_at=job.run_at,
+                failed_at=now,
             )
 
     def _run_failed(
@@ -257,23 +280,45 @@ class Worker:
         attempts = job.attempts + 1
         error = _format_error(exc)
         if job.recurring:
-            log.warning("Job %s (id=%s) FAILED (%d in a row): %s", job.name, job.id, attempts,
-                        exc, extra={"action": "job_error"})
+            log.warning(
+                "Job %s (id=%s) FAILED (%d in a row): %s",
+                job.name,
+                job.id,
+                attempts,
+                exc,
+                extra={"action": "job_error"},
+            )
             self.store.finish(
-                job.id, self.name, now, attempts=attempts, last_error=error,
-                run_at=next_run_after(job.run_at, self._interval(job), now), last_run_at=now,
+                job.id,
+                self.name,
+                now,
+                attempts=attempts,
+                last_error=error,
+                run_at=next_run_after(job.run_at, self._interval(job), now),
+                last_run_at=now,
             )
             return
         limit = call.max_attempts or getattr(hooks, "max_attempts", None)
         if not isinstance(limit, int) or limit < 1:
             limit = self.config.max_attempts
         if attempts >= limit:
-            log.error("Job %s (id=%s) FAILED permanently after %d attempts: %s", job.name,
-                      job.id, attempts, exc, extra={"action": "job_failed"})
+            log.error(
+                "Job %s (id=%s) FAILED permanently after %d attempts: %s",
+                job.name,
+                job.id,
+                attempts,
+                exc,
+                extra={"action": "job_failed"},
+            )
             self._guard_hook(hooks, "failure", job)
             self.store.finish(
-                job.id, self.name, now, attempts=attempts, last_error=error,
-                run_at=job.run_at, failed_at=now,
+                job.id,
+                self.name,
+                now,
+                attempts=attempts,
+                last_error=error,
+                run_at=job.run_at,
+                failed_at=now,
             )
             return
         run_at: datetime | None = None
@@ -285,9 +330,17 @@ class Worker:
                 log.exception("reschedule_at of job %s raised; using the default delay", job.id)
         if run_at is None:
             run_at = now + backoff(attempts)
-        log.warning("Job %s (id=%s) FAILED (attempt %d of %d, retry at %s) after %.4f s: %s",
-                    job.name, job.id, attempts, limit, run_at, took, exc,
-                    extra={"action": "job_error"})
+        log.warning(
+            "Job %s (id=%s) FAILED (attempt %d of %d, retry at %s) after %.4f s: %s",
+            job.name,
+            job.id,
+            attempts,
+            limit,
+            run_at,
+            took,
+            exc,
+            extra={"action": "job_error"},
+        )
         self.store.finish(
             job.id, self.name, now, attempts=attempts, last_error=error, run_at=run_at
         )
@@ -344,17 +397,26 @@ class Worker:
     def _runner(self) -> None:
         done: list[int] = []
         pause = 0.0
+        idle = False
         try:
             while not self._stopping.is_set():
                 try:
+                    # Read the wake-up counters BEFORE looking at the table, so
+                    # that a job enqueued between the look and the sleep is
+                    # not slept through.
+                    generation = self._generation
+                    version = self.store.data_version() if idle else None
                     jobs = self._reserve(self.batch_size, done)
                     done = []
                     pause = 0.0
                     if not jobs:
                         if self._exit_on_complete:
                             return
-                        self._idle_wait()
+                        if idle:
+                            self._idle_wait(generation, version)
+                        idle = True
                         continue
+                    idle = False
                     _, _, unstarted = self._work(jobs, done)
                     if unstarted:
                         self.store.release(self.name, unstarted)
@@ -370,11 +432,9 @@ class Worker:
                 log.exception("%s could not acknowledge %d finished jobs", self.name, len(done))
             self.store.close()
 
-    def _idle_wait(self) -> None:
+    def _idle_wait(self, generation: int, version: int | None) -> None:
         """Sleep until woken, a commit by another process (SQLite), or the poll interval."""
         deadline = time.monotonic() + self.poll_interval
-        generation = self._generation
-        version = self.store.data_version()
         while not self._stopping.is_set():
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -412,9 +472,13 @@ class Worker:
         ]
         for thread in self._runners:
             thread.start()
-        log.info("%s started: %d thread(s), queues %s", self.name, self.threads,
-                 ", ".join(self.queues) if self.queues else "all",
-                 extra={"action": "worker_start"})
+        log.info(
+            "%s started: %d thread(s), queues %s",
+            self.name,
+            self.threads,
+            ", ".join(self.queues) if self.queues else "all",
+            extra={"action": "worker_start"},
+        )
         return self
 
     def stop(self) -> None:

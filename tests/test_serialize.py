@@ -1,0 +1,248 @@
+from __future__ import annotations
+
+import threading
+import uuid
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import peewee
+import pytest
+import sample_jobs
+import yaml
+
+from tinydj import serialize
+from tinydj.errors import HandlerError, SerializationError
+
+
+def tinydj_config() -> Any:
+    import tinydj
+
+    return tinydj.configure("sqlite:///:memory:")
+
+
+def round_trip(*args: Any, **kwargs: Any) -> serialize.Call:
+    text = serialize.dump_call(sample_jobs.record, args, kwargs)
+    return serialize.load(text)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        None,
+        True,
+        0,
+        -7,
+        2**70,
+        1.5,
+        "text",
+        "multi\nline",
+        "ünïcødé",
+        b"\x00\xff",
+        [1, [2, 3]],
+        {"a": {"b": [1]}},
+        {1: "int key"},
+        (1, 2),
+        ((1, 2), [3]),
+        {1, 2},
+        datetime(2030, 1, 2, 3, 4, 5, 678),
+        datetime(2030, 1, 1, tzinfo=UTC),
+        date(2030, 1, 1),
+        Decimal("1.10"),
+        uuid.UUID(int=5),
+        "",
+        "yes",
+        "null",
+        "1.0",
+        "~",
+    ],
+)
+def test_plain_values_round_trip_with_their_types(value: Any) -> None:
+    call = round_trip(value, key=value)
+    assert call.args == [value] and call.kwargs == {"key": value}
+    assert type(call.args[0]) is type(value)
+
+
+def test_handler_is_readable_yaml() -> None:
+    text = serialize.dump_call(
+        sample_jobs.send_mail, ("ann@example.com",), {"body": "hi"}, max_attempts=3
+    )
+    assert text == (
+        "tinydj: 1\nfunction: sample_jobs:send_mail\nargs: [ann@example.com]\n"
+        "kwargs: {body: hi}\nmax_attempts: 3\n"
+    )
+    assert yaml.safe_load(text)["function"] == "sample_jobs:send_mail"
+
+
+def test_function_is_stored_by_path_and_runs() -> None:
+    call = serialize.load(sample_jobs.send_mail._handler(tinydj_config(), ("a@b.c",), {}))
+    assert call.fn is sample_jobs.send_mail
+    assert call.max_attempts == 3
+    assert call.name == "sample_jobs:send_mail"
+
+
+def test_object_job_is_stored_as_attributes() -> None:
+    text = serialize.dump_object(sample_jobs.Report("Q3", pages=4))
+    assert "!tinydj/object" in text and "class: sample_jobs:Report" in text
+    assert "pickle" not in text
+    call = serialize.load(text)
+    assert isinstance(call.target, sample_jobs.Report)
+    assert (call.target.title, call.target.pages) == ("Q3", 4)
+    call.fn()
+    assert sample_jobs.calls[-1] == ("report", "Q3", 4)
+
+
+def test_bound_method_keeps_its_object() -> None:
+    text = serialize.dump_call(sample_jobs.Report("x").render, ("pdf",), {})
+    call = serialize.load(text)
+    assert call.fn("pdf") == "pdf"
+    assert call.name.endswith("Report.render")
+
+
+def test_lambda_and_closure_fall_back_to_pickle() -> None:
+    captured = 41
+    text = serialize.dump_call(lambda n: n + captured, (1,), {})
+    assert "!tinydj/pickle" in text
+    call = serialize.load(text)
+    assert call.fn(*call.args) == 42
+
+
+def test_unrepresentable_object_argument_is_pickled() -> None:
+    class Local:  # not importable: pickled by value
+        def __init__(self) -> None:
+            self.v = 3
+
+    call = round_trip(Local())
+    assert call.args[0].v == 3
+
+
+def test_functions_and_classes_as_arguments_are_references() -> None:
+    text = serialize.dump_call(sample_jobs.record, (sample_jobs.Report, Path), {})
+    assert "!tinydj/ref 'sample_jobs:Report'" in text
+    assert serialize.load(text).args == [sample_jobs.Report, Path]
+
+
+@pytest.mark.parametrize("bad", [threading.Lock(), (x for x in [1])])
+def test_unstorable_argument_raises_type_error(bad: Any) -> None:
+    with pytest.raises(TypeError) as info:
+        serialize.dump_call(sample_jobs.record, (bad,), {})
+    assert isinstance(info.value, SerializationError)
+
+
+def test_strict_mode_refuses_pickle_on_both_sides() -> None:
+    with pytest.raises(TypeError, match="pickle is disabled"):
+        serialize.dump_call(lambda: None, (), {}, allow_pickle=False)
+    text = serialize.dump_call(lambda: None, (), {})
+    with pytest.raises(HandlerError, match="pickle is disabled"):
+        serialize.load(text, allow_pickle=False)
+    # plain data and importable functions are fine in strict mode
+    plain = serialize.dump_call(sample_jobs.record, (1, "a"), {}, allow_pickle=False)
+    assert serialize.load(plain, allow_pickle=False).args == [1, "a"]
+
+
+def test_not_callable_is_a_type_error() -> None:
+    with pytest.raises(TypeError):
+        serialize.dump_call(42, (), {})  # type: ignore[arg-type]
+
+
+def test_enqueue_object_without_perform_is_a_type_error() -> None:
+    with pytest.raises(TypeError, match="perform"):
+        serialize.dump_object(object())
+
+
+@pytest.mark.parametrize(
+    ("handler", "message"),
+    [
+        (
+            "tinydj: 1\nfunction: no_such_module_xyz:fn\n",
+            "cannot import module 'no_such_module_xyz'",
+        ),
+        ("tinydj: 1\nfunction: sample_jobs:nope\n", "has no attribute 'nope'"),
+        ("tinydj: 1\nfunction: [unclosed\n", "not valid YAML"),
+        ("just text", "not a tinydj job"),
+        ("tinydj: 99\nfunction: sample_jobs:record\n", "unknown handler format"),
+        ("tinydj: 1\n", "neither a function"),
+        ("tinydj: 1\nfunction: sample_jobs:calls\n", "not callable"),
+        ("tinydj: 1\nfunction: nocolon\n", "invalid import path"),
+        ("tinydj: 1\nfunction: sample_jobs:record\nargs: {a: 1}\n", "args must be a list"),
+        ("tinydj: 1\nfunction: !!python/name:os.system\n", "could not determine a constructor"),
+        ("tinydj: 1\nfunction: !tinydj/pickle '@@@'\n", "unpickle"),
+        (
+            "tinydj: 1\nobject: !tinydj/object {class: sample_jobs:Report}\nmethod: nope\n",
+            "no method",
+        ),
+    ],
+)
+def test_bad_handlers_raise_readable_handler_errors(handler: str, message: str) -> None:
+    with pytest.raises(HandlerError) as info:
+        serialize.load(handler)
+    assert message in str(info.value)
+
+
+def test_python_tags_are_never_constructed() -> None:
+    evil = "tinydj: 1\nfunction: sample_jobs:record\nargs: [!!python/object/apply:os.getcwd []]\n"
+    with pytest.raises(HandlerError):
+        serialize.load(evil)
+
+
+class _Base(peewee.Model):
+    pass
+
+
+db = peewee.SqliteDatabase(":memory:")
+
+
+class Author(peewee.Model):
+    name = peewee.CharField()
+
+    class Meta:
+        database = db
+
+    def greet(self, greeting: str) -> str:
+        return f"{greeting} {self.name}"
+
+
+@pytest.fixture
+def authors() -> Any:
+    db.connect(reuse_if_open=True)
+    db.create_tables([Author])
+    yield Author
+    db.drop_tables([Author])
+    db.close()
+
+
+def test_model_instances_are_references_loaded_fresh(authors: Any) -> None:
+    ann = Author.create(name="Ann")
+    text = serialize.dump_call(sample_jobs.record, (ann,), {"who": [ann]})
+    assert "!tinydj/model" in text and f"pk: {ann.id}" in text
+    Author.update(name="Annabel").where(Author.id == ann.id).execute()
+    call = serialize.load(text)
+    assert call.args[0].name == "Annabel"  # fresh from the database
+    assert call.kwargs["who"][0].id == ann.id
+
+
+def test_bound_method_of_a_model_reloads_self(authors: Any) -> None:
+    bob = Author.create(name="Bob")
+    call = serialize.load(serialize.dump_call(bob.greet, ("Hi",), {}))
+    assert call.fn(*call.args) == "Hi Bob"
+
+
+def test_deleted_row_fails_loading_with_a_clear_error(authors: Any) -> None:
+    gone = Author.create(name="Gone")
+    text = serialize.dump_call(sample_jobs.record, (gone,), {})
+    gone.delete_instance()
+    with pytest.raises(HandlerError, match="no longer exists"):
+        serialize.load(text)
+
+
+def test_unsaved_model_is_a_type_error(authors: Any) -> None:
+    with pytest.raises(TypeError, match="unsaved"):
+        serialize.dump_call(sample_jobs.record, (Author(name="new"),), {})
+
+
+def test_dump_is_deterministic() -> None:
+    args = ({"b": 1, "a": timedelta(seconds=3).total_seconds()},)
+    assert serialize.dump_call(sample_jobs.record, args, {}) == serialize.dump_call(
+        sample_jobs.record, args, {}
+    )
