@@ -286,7 +286,7 @@ def test_leases_are_renewed(config: tinydj.Config, clock: FakeClock) -> None:
     sample_jobs.record.send_later("x")
     config.store.reserve("w", clock(), clock())
     clock.advance(100)
-    assert config.store.renew("w", clock()) == 1
+    assert config.store.renew("w", clock(), [only_job().id]) == 1
     assert only_job().locked_at == clock()
 
 

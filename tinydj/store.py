@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
+import select
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -58,10 +59,29 @@ class Dialect:
     text_times: bool
     #: Indexes may carry a WHERE clause.
     partial_indexes: bool
+    #: LISTEN/NOTIFY channel that an insert trigger signals (None: no NOTIFY).
+    channel: str | None = None
 
 
 SQLITE = Dialect("sqlite", "?", "IMMEDIATE", "", "MIN", True, True)
-POSTGRES = Dialect("postgresql", "%s", None, " FOR UPDATE SKIP LOCKED", "LEAST", False, True)
+POSTGRES = Dialect(
+    "postgresql", "%s", None, " FOR UPDATE SKIP LOCKED", "LEAST", False, True, "tinydj_jobs"
+)
+
+# Postgres: every INSERT statement into delayed_jobs notifies listening
+# workers when its transaction commits (a statement trigger, so a bulk insert
+# sends one notification). Rows written by other programs wake workers too.
+_PG_NOTIFY = (
+    "CREATE OR REPLACE FUNCTION tinydj_notify() RETURNS trigger LANGUAGE plpgsql AS "
+    "$$ BEGIN PERFORM pg_notify('tinydj_jobs', ''); RETURN NULL; END $$"
+)
+_PG_TRIGGER = (
+    f"CREATE OR REPLACE TRIGGER tinydj_notify AFTER INSERT ON {TABLE} "
+    "FOR EACH STATEMENT EXECUTE FUNCTION tinydj_notify()"
+)
+# Serializes schema creation across processes (CREATE TABLE IF NOT EXISTS
+# races on Postgres' catalog otherwise).
+_PG_SCHEMA_LOCK = 7_402_157
 
 
 def dialect_for(database: peewee.Database) -> Dialect:
@@ -213,15 +233,20 @@ class Store:
             self._schema_ready = not self.db.in_transaction()
 
     def _create_schema(self) -> None:
-        if self.dialect is SQLITE and self.db.database != ":memory:":
-            self.db.execute_sql("PRAGMA journal_mode=wal")
-        try:
+        if self.dialect is SQLITE:
+            if self.db.database != ":memory:":
+                self.db.execute_sql("PRAGMA journal_mode=wal")
             self.db.create_tables([self.model], safe=True)
-        except peewee.IntegrityError:
-            # Postgres: two processes creating the table at the same moment;
-            # the loser sees a duplicate type. The winner's table is fine.
-            if not self.db.table_exists(TABLE):
-                raise
+            return
+        with self.db.atomic():
+            self._execute("SELECT pg_advisory_xact_lock(?)", (_PG_SCHEMA_LOCK,))
+            self.db.create_tables([self.model], safe=True)
+            self._execute(_PG_NOTIFY)
+            self._execute(_PG_TRIGGER)
+
+    def listener(self) -> Listener | None:
+        """A LISTEN connection that wakes idle workers (Postgres), else None."""
+        return Listener(self.db, self.dialect.channel) if self.dialect.channel else None
 
     # -- enqueue -----------------------------------------------------------
 
@@ -439,10 +464,20 @@ class Store:
             )
         return bool(updated)
 
-    def renew(self, worker: str, now: datetime) -> int:
-        """Refresh the lease of every job ``worker`` holds (its heartbeat)."""
-        sql = f"UPDATE {TABLE} SET locked_at = ? WHERE locked_by = ?"
-        return int(self._run(lambda: self._execute(sql, (self._t(now), worker)).rowcount))
+    def renew(self, worker: str, now: datetime, ids: Sequence[int]) -> int:
+        """Refresh the leases of the jobs ``ids`` that ``worker`` holds."""
+
+        def go() -> int:
+            count = 0
+            for part in _chunks(ids):
+                sql = (
+                    f"UPDATE {TABLE} SET locked_at = ? "
+                    f"WHERE locked_by = ? AND id IN {_in_list(len(part))}"
+                )
+                count += self._execute(sql, (self._t(now), worker, *part)).rowcount
+            return count
+
+        return int(self._run(go))
 
     def release(self, worker: str, ids: Sequence[int] | None = None) -> int:
         """Unlock jobs held by ``worker`` (all of them, or just ``ids``)."""
@@ -556,3 +591,44 @@ class Store:
         with self._access:
             if not self.db.is_closed() and not self.db.in_transaction():
                 self.db.close()
+
+
+class Listener:
+    """Waits for NOTIFY on a connection of its own (Postgres).
+
+    The connection is opened lazily and reopened after an error; the caller
+    closes it when it stops.
+    """
+
+    def __init__(self, database: peewee.Database, channel: str) -> None:
+        self._db = database
+        self._channel = channel
+        self._conn: Any = None
+
+    def wait(self, timeout: float) -> bool:
+        """Block up to ``timeout`` seconds; True if a notification arrived."""
+        if self._conn is None:
+            conn = self._db._connect()  # type: ignore[attr-defined]  # new raw connection
+            try:
+                conn.cursor().execute(f"LISTEN {self._channel}")
+            except Exception:
+                conn.close()
+                raise
+            self._conn = conn
+            return True  # jobs may have arrived while nobody listened
+        conn = self._conn
+        if hasattr(conn, "poll"):  # psycopg2
+            if not conn.notifies:
+                ready, _, _ = select.select([conn], [], [], timeout)
+                if ready:
+                    conn.poll()
+            got = bool(conn.notifies)
+            conn.notifies.clear()
+            return got
+        return any(True for _ in conn.notifies(timeout=timeout, stop_after=1))  # psycopg 3
+
+    def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.close()

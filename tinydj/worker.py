@@ -24,19 +24,23 @@ import time
 import traceback
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
+
+import peewee
 
 from . import serialize
 from .config import Config, get_config
-from .errors import HandlerError
+from .errors import DatabaseBusy, HandlerError
 from .job import Job
 from .schedule import Clock, backoff, next_run_after, parse_every, to_naive_utc
 from .signals import on_stop
+from .store import Listener
 from .tasks import recurring_tasks, upsert_recurring
 
 __all__ = ["Worker"]
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 #: How often (seconds) an idle SQLite worker checks ``PRAGMA data_version`` to
 #: notice jobs enqueued by other processes without a full poll.
@@ -124,6 +128,10 @@ class Worker:
         self._lease_users = 0
         self._exit_on_complete = False
         self._intervals: dict[str, timedelta] = {}
+        # Ids of the jobs this worker holds: only these leases are renewed, so
+        # a reservation whose reply was lost (dropped connection) expires.
+        self._held: set[int] = set()
+        self._held_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"<tinydj.Worker {self.name!r}>"
@@ -172,8 +180,12 @@ class Worker:
         period = self.lock_timeout / 4
         try:
             while not self._lease_stop.wait(period):
+                with self._held_lock:
+                    held = sorted(self._held)
+                if not held:
+                    continue
                 try:
-                    self.store.renew(self.name, self._now())
+                    self.store.renew(self.name, self._now(), held)
                 except Exception:
                     log.warning("%s could not renew its leases", self.name, exc_info=True)
         finally:
@@ -215,9 +227,8 @@ class Worker:
         self._guard_hook(hooks, "after", job)
         if job.recurring:
             now = self._now()
-            self.store.finish(
-                job.id,
-                self.name,
+            self._finish(
+                job,
                 now,
                 attempts=0,
                 last_error=None,
@@ -253,9 +264,8 @@ class Worker:
             extra={"action": "load_failed"},
         )
         if job.recurring:  # a recurring row never loses its schedule
-            self.store.finish(
-                job.id,
-                self.name,
+            self._finish(
+                job,
                 now,
                 attempts=job.attempts + 1,
                 last_error=error,
@@ -263,9 +273,8 @@ class Worker:
                 last_run_at=now,
             )
         else:
-            self.store.finish(
-                job.id,
-                self.name,
+            self._finish(
+                job,
                 now,
                 attempts=job.attempts + 1,
                 last_error=error,
@@ -288,9 +297,8 @@ class Worker:
                 exc,
                 extra={"action": "job_error"},
             )
-            self.store.finish(
-                job.id,
-                self.name,
+            self._finish(
+                job,
                 now,
                 attempts=attempts,
                 last_error=error,
@@ -311,9 +319,8 @@ class Worker:
                 extra={"action": "job_failed"},
             )
             self._guard_hook(hooks, "failure", job)
-            self.store.finish(
-                job.id,
-                self.name,
+            self._finish(
+                job,
                 now,
                 attempts=attempts,
                 last_error=error,
@@ -341,16 +348,66 @@ class Worker:
             exc,
             extra={"action": "job_error"},
         )
-        self.store.finish(
-            job.id, self.name, now, attempts=attempts, last_error=error, run_at=run_at
-        )
+        self._finish(job, now, attempts=attempts, last_error=error, run_at=run_at)
 
     # -- the loop ----------------------------------------------------------
 
     def _reserve(self, limit: int, done: Sequence[int]) -> list[Job]:
         now = self._now()
         expired = now - timedelta(seconds=self.lock_timeout)
-        return self.store.reserve(self.name, now, expired, self.queues, limit, done)
+        jobs = self.store.reserve(self.name, now, expired, self.queues, limit, done)
+        with self._held_lock:
+            self._held.difference_update(done)
+            self._held.update(j.id for j in jobs)
+        return jobs
+
+    def _record(self, fn: Callable[[], T]) -> T:
+        """Write a job's outcome, retrying while the database is unreachable.
+
+        An outcome must not be lost: a job whose result was not recorded would
+        run again. While the worker runs this waits as long as it takes; once
+        it is stopping, at most ``lock_timeout`` (the job then runs again
+        elsewhere when its lease expires).
+        """
+        pause = 0.05
+        deadline: float | None = None
+        while True:
+            try:
+                return fn()
+            except (peewee.OperationalError, peewee.InterfaceError, DatabaseBusy) as exc:
+                now = time.monotonic()
+                if self._stopping.is_set():
+                    deadline = deadline or now + self.lock_timeout
+                    if now > deadline:
+                        raise
+                log.warning(
+                    "%s: database unavailable (%s); retrying in %.2f s",
+                    self.name,
+                    exc,
+                    pause,
+                    extra={"action": "db_retry"},
+                )
+                self.store.close()
+                time.sleep(pause)
+                pause = min(pause * 2, MAX_ERROR_PAUSE)
+
+    def _unhold(self, ids: Iterable[int]) -> None:
+        with self._held_lock:
+            self._held.difference_update(ids)
+
+    def _finish(self, job: Job, now: datetime, **outcome: Any) -> None:
+        self._record(lambda: self.store.finish(job.id, self.name, now, **outcome))
+        self._unhold((job.id,))
+
+    def _ack(self, ids: Sequence[int]) -> None:
+        if ids:
+            self._record(lambda: self.store.ack(self.name, ids))
+            self._unhold(ids)
+
+    def _release(self, ids: Sequence[int]) -> None:
+        if ids:
+            self._record(lambda: self.store.release(self.name, ids))
+            self._unhold(ids)
 
     def _work(self, jobs: Iterable[Job], done: list[int]) -> tuple[int, int, list[int]]:
         """Run reserved jobs in order; return (succeeded, failed, not started)."""
@@ -385,11 +442,10 @@ class Worker:
                     break
                 ok, bad, unstarted = self._work(jobs, done)
                 succeeded, failed = succeeded + ok, failed + bad
-                if unstarted:
-                    self.store.release(self.name, unstarted)
+                self._release(unstarted)
         finally:
             try:
-                self.store.ack(self.name, done)
+                self._ack(done)
             finally:
                 self._release_lease_thread()
         return succeeded, failed
@@ -418,8 +474,7 @@ class Worker:
                         continue
                     idle = False
                     _, _, unstarted = self._work(jobs, done)
-                    if unstarted:
-                        self.store.release(self.name, unstarted)
+                    self._release(unstarted)
                 except Exception:
                     pause = min(max(pause * 2, 0.1), MAX_ERROR_PAUSE)
                     log.exception("%s: database error; trying again in %.1f s", self.name, pause)
@@ -427,7 +482,7 @@ class Worker:
                     self.store.close()
         finally:
             try:
-                self.store.ack(self.name, done)
+                self._ack(done)
             except Exception:
                 log.exception("%s could not acknowledge %d finished jobs", self.name, len(done))
             self.store.close()
@@ -447,6 +502,31 @@ class Worker:
                     return
             if version is not None and self.store.data_version() != version:
                 return
+
+    def _listen(self, listener: Listener) -> None:
+        """Wake idle threads on NOTIFY (Postgres); reconnect after errors."""
+        pause = 0.1
+        try:
+            while not self._stopping.is_set() and not self._all_runners_done():
+                try:
+                    if listener.wait(0.25):
+                        self.wake()
+                    pause = 0.1
+                except Exception as exc:
+                    log.warning(
+                        "%s: LISTEN connection failed (%s); polling until it is back",
+                        self.name,
+                        exc,
+                        extra={"action": "listen_error"},
+                    )
+                    listener.close()
+                    self._stopping.wait(pause)
+                    pause = min(pause * 2, MAX_ERROR_PAUSE)
+        finally:
+            listener.close()
+
+    def _all_runners_done(self) -> bool:
+        return not any(t.is_alive() for t in self._runners if t.name.startswith("tinydj-worker"))
 
     def wake(self) -> None:
         """Make idle threads look for jobs now (called after an enqueue here)."""
@@ -470,6 +550,13 @@ class Worker:
             threading.Thread(target=self._runner, name=f"tinydj-worker-{i}", daemon=True)
             for i in range(1, self.threads + 1)
         ]
+        listener = self.store.listener()
+        if listener is not None:
+            self._runners.append(
+                threading.Thread(
+                    target=self._listen, args=(listener,), name="tinydj-listen", daemon=True
+                )
+            )
         for thread in self._runners:
             thread.start()
         log.info(
@@ -498,6 +585,7 @@ class Worker:
             try:
                 self.store.release(self.name)
             finally:
+                self._unhold(list(self._held))
                 self.store.close()
             log.info("%s stopped", self.name, extra={"action": "worker_stop"})
 
