@@ -33,20 +33,24 @@ PG_URL = (
     else None
 )
 
+BASE_MYSQL_URL = os.environ.get("TINYDJ_TEST_MYSQL_URL")
+# MySQL/MariaDB: a database of its own per session, for the same reason.
+MYSQL_DB = f"tinydj_test_{os.getpid()}"
+MYSQL_URL = BASE_MYSQL_URL.rsplit("/", 1)[0] + "/" + MYSQL_DB if BASE_MYSQL_URL else None
+
 START = datetime(2030, 1, 1, 12, 0, 0)
 
 
-def _pg_param() -> object:
-    if PG_URL:
-        return pytest.param("postgres", marks=pytest.mark.postgres)
+def _server_param(name: str, url: str | None, variable: str) -> object:
+    if url:
+        return pytest.param(name, marks=getattr(pytest.mark, name))
     if os.environ.get("CI"):
+        # In CI a missing server URL must fail loudly, not skip.
         return pytest.param(
-            "postgres",
-            marks=pytest.mark.xfail(
-                reason="TINYDJ_TEST_PG_URL is not set in CI", run=False, strict=True
-            ),
+            name,
+            marks=pytest.mark.xfail(reason=f"{variable} is not set in CI", run=False, strict=True),
         )
-    return pytest.param("postgres", marks=pytest.mark.skip(reason="TINYDJ_TEST_PG_URL not set"))
+    return pytest.param(name, marks=pytest.mark.skip(reason=f"{variable} not set"))
 
 
 def drop_table(url: str) -> None:
@@ -73,15 +77,38 @@ def pg_schema() -> Iterator[None]:
     db.close()
 
 
-@pytest.fixture(params=["sqlite", _pg_param()])
+@pytest.fixture(scope="session", autouse=True)
+def mysql_database() -> Iterator[None]:
+    """Create this session's MySQL/MariaDB database, and drop it at the end."""
+    if not BASE_MYSQL_URL:
+        yield
+        return
+    db = tinydj.config.open_database(BASE_MYSQL_URL)
+    db.execute_sql(f"CREATE DATABASE IF NOT EXISTS {MYSQL_DB}")
+    db.close()
+    yield
+    db = tinydj.config.open_database(BASE_MYSQL_URL)
+    db.execute_sql(f"DROP DATABASE IF EXISTS {MYSQL_DB}")
+    db.close()
+
+
+DATABASES = [
+    "sqlite",
+    _server_param("postgres", PG_URL, "TINYDJ_TEST_PG_URL"),
+    _server_param("mysql", MYSQL_URL, "TINYDJ_TEST_MYSQL_URL"),
+]
+
+
+@pytest.fixture(params=DATABASES)
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A database URL with no delayed_jobs table yet."""
+    """A database URL with no delayed_jobs table yet: SQLite, Postgres, MySQL."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'jobs.sqlite3'}"
         return
-    assert PG_URL
-    drop_table(PG_URL)
-    yield PG_URL
+    url = PG_URL if request.param == "postgres" else MYSQL_URL
+    assert url
+    drop_table(url)
+    yield url
 
 
 @pytest.fixture
@@ -104,7 +131,7 @@ def config(db_url: str, clock: FakeClock) -> Iterator[tinydj.Config]:
     cfg = tinydj.configure(db_url, clock=clock)
     yield cfg
     cfg.store.close()
-    if isinstance(cfg.database, peewee.PostgresqlDatabase):
+    if not isinstance(cfg.database, peewee.SqliteDatabase):
         cfg.database.close()
 
 

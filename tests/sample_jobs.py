@@ -6,7 +6,7 @@ import asyncio
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import tinydj
 from tinydj import every, job
@@ -107,7 +107,7 @@ class Report:
 class Hooked:
     """An object job with every Delayed::Job hook."""
 
-    events: list[Any] = []
+    events: ClassVar[list[Any]] = []
     max_attempts = 2
 
     def __init__(self, fail: bool = False) -> None:
@@ -142,3 +142,11 @@ class Rescheduled:
 
     def perform(self) -> None:
         raise RuntimeError("again")
+
+
+@job
+def append_token(path: str, token: str) -> None:
+    """Append ``token pid thread`` (O_APPEND): who ran a job, for concurrency tests."""
+    import threading
+
+    append_line(path, f"{token} {os.getpid()} {threading.get_ident()}")

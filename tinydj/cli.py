@@ -20,7 +20,7 @@ from . import __version__
 from .admin import clear, list_jobs, retry_job, stats
 from .config import configure
 from .errors import TinyDJError
-from .worker import Worker
+from .worker import MAX_SECONDS, Worker
 
 __all__ = ["main"]
 
@@ -42,6 +42,8 @@ def _positive(text: str) -> float:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be greater than 0: {text!r}")
+    if not value <= MAX_SECONDS:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_SECONDS:.0f} seconds: {text!r}")
     return value
 
 
@@ -120,7 +122,7 @@ def _import_apps(modules: Sequence[str]) -> None:
     for name in modules:
         try:
             importlib.import_module(name)
-        except ImportError as exc:
+        except (ImportError, TypeError, ValueError) as exc:
             raise _Fail(f"cannot import --app module {name!r}: {exc}", EXIT_USAGE) from None
 
 

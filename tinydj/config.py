@@ -113,8 +113,17 @@ def open_database(
         if not name:
             raise ConfigurationError(f"no database name in {url!r}")
         return peewee.PostgresqlDatabase(name, **params)
+    if scheme in ("mysql", "mariadb"):
+        _check_driver("mysql")
+        from playhouse.db_url import parse
+
+        params = parse(url.replace("mariadb://", "mysql://", 1))
+        name = params.pop("database")
+        if not name:
+            raise ConfigurationError(f"no database name in {url!r}")
+        return peewee.MySQLDatabase(name, **params)
     raise ConfigurationError(
-        f"unsupported database URL {url!r}: use sqlite:///path.db or postgresql://..."
+        f"unsupported database URL {url!r}: use sqlite:///path.db, postgresql://... or mysql://..."
     )
 
 

@@ -14,7 +14,15 @@ __all__ = ["TABLE", "make_model"]
 TABLE = "delayed_jobs"
 
 
-def make_model(database: peewee.Database, *, partial_indexes: bool = True) -> type[peewee.Model]:
+class _MicroDateTimeField(peewee.DateTimeField):
+    """DATETIME with microseconds (MySQL's plain DATETIME drops them)."""
+
+    field_type = "DATETIME(6)"
+
+
+def make_model(
+    database: peewee.Database, *, partial_indexes: bool = True, micro_datetimes: bool = False
+) -> type[peewee.Model]:
     """Return a ``DelayedJob`` model class bound to ``database``.
 
     Indexes (named, so that operators can find them):
@@ -28,20 +36,22 @@ def make_model(database: peewee.Database, *, partial_indexes: bool = True) -> ty
     - the unique index on ``key`` (recurring rows and ``schedule``).
     """
 
+    DateTime = _MicroDateTimeField if micro_datetimes else peewee.DateTimeField
+
     class DelayedJob(peewee.Model):
         id = peewee.BigAutoField()
         priority = peewee.IntegerField(default=0, constraints=[peewee.SQL("DEFAULT 0")])
         attempts = peewee.IntegerField(default=0, constraints=[peewee.SQL("DEFAULT 0")])
         handler = peewee.TextField()
         last_error = peewee.TextField(null=True)
-        run_at = peewee.DateTimeField()
-        locked_at = peewee.DateTimeField(null=True)
+        run_at = DateTime()
+        locked_at = DateTime(null=True)
         locked_by = peewee.CharField(max_length=255, null=True)
-        failed_at = peewee.DateTimeField(null=True)
+        failed_at = DateTime(null=True)
         reoccur_in = peewee.CharField(max_length=64, null=True)
-        last_run_at = peewee.DateTimeField(null=True)
-        created_at = peewee.DateTimeField()
-        updated_at = peewee.DateTimeField()
+        last_run_at = DateTime(null=True)
+        created_at = DateTime()
+        updated_at = DateTime()
         queue = peewee.CharField(
             max_length=255, default="default", constraints=[peewee.SQL("DEFAULT 'default'")]
         )

@@ -28,7 +28,7 @@ from .errors import DatabaseBusy
 from .job import COLUMNS, Job
 from .models import TABLE, make_model
 
-__all__ = ["SQLITE_BUSY_BUDGET", "Dialect", "NewJob", "Store", "dialect_for"]
+__all__ = ["SQLITE_BUSY_BUDGET", "Dialect", "Listener", "NewJob", "Store", "dialect_for"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -61,11 +61,42 @@ class Dialect:
     partial_indexes: bool
     #: LISTEN/NOTIFY channel that an insert trigger signals (None: no NOTIFY).
     channel: str | None = None
+    #: Identifier quote character.
+    quote: str = '"'
+    #: UPDATE and INSERT can return the rows they wrote.
+    returning: bool = True
+    #: Text concatenation of SQL expressions.
+    concat: str = "({})"
+    concat_sep: str = " || "
+    #: Start of an upsert on the unique key, and how it names the new values.
+    on_conflict: str = 'ON CONFLICT ("key") DO UPDATE SET'
+    excluded: str = "excluded.{}"
+    #: How an upsert names the existing row's columns.
+    existing: str = "delayed_jobs.{}"
 
 
 SQLITE = Dialect("sqlite", "?", "IMMEDIATE", "", "MIN", True, True)
 POSTGRES = Dialect(
     "postgresql", "%s", None, " FOR UPDATE SKIP LOCKED", "LEAST", False, True, "tinydj_jobs"
+)
+#: MySQL 8 / MariaDB 10.6+: SKIP LOCKED, but no UPDATE ... RETURNING, so a
+#: reservation is a locking SELECT and an UPDATE in one transaction.
+MYSQL = Dialect(
+    "mysql",
+    "%s",
+    None,
+    " FOR UPDATE SKIP LOCKED",
+    "LEAST",
+    False,
+    False,
+    None,
+    quote="`",
+    returning=False,
+    concat="CONCAT({})",
+    concat_sep=", ",
+    on_conflict="ON DUPLICATE KEY UPDATE",
+    excluded="VALUES({})",
+    existing="{}",
 )
 
 # Postgres: every INSERT statement into delayed_jobs notifies listening
@@ -90,6 +121,8 @@ def dialect_for(database: peewee.Database) -> Dialect:
         return SQLITE
     if isinstance(database, peewee.PostgresqlDatabase):
         return POSTGRES
+    if isinstance(database, peewee.MySQLDatabase):
+        return MYSQL
     raise TypeError(f"tinydj does not support {type(database).__name__} yet")
 
 
@@ -110,8 +143,10 @@ _INSERT_COLS = (
     '(priority, attempts, handler, run_at, queue, "key", reoccur_in, created_at, updated_at)'
 )
 _INTERRUPTED = (
-    "'Interrupted: worker ' || locked_by || ' stopped renewing its lease while running "
-    "this job (it died or lost the database); running it again, not counted as an attempt.'"
+    "'Interrupted: worker '",
+    "locked_by",
+    "' stopped renewing its lease while running this job (it died or lost the database); "
+    "running it again, not counted as an attempt.'",
 )
 
 
@@ -125,8 +160,12 @@ def _chunks(ids: Sequence[int]) -> Iterator[Sequence[int]]:
 
 
 def _is_busy(exc: BaseException) -> bool:
+    """A lock conflict that goes away when the statement is tried again."""
     text = str(exc).lower()
-    return "database is locked" in text or "database is busy" in text
+    return any(
+        s in text
+        for s in ("database is locked", "database is busy", "deadlock", "lock wait timeout")
+    )
 
 
 class Store:
@@ -140,7 +179,11 @@ class Store:
     def __init__(self, database: peewee.Database, *, serialize: bool = False) -> None:
         self.db = database
         self.dialect = dialect_for(database)
-        self.model = make_model(database, partial_indexes=self.dialect.partial_indexes)
+        self.model = make_model(
+            database,
+            partial_indexes=self.dialect.partial_indexes,
+            micro_datetimes=self.dialect is MYSQL,
+        )
         self._schema_ready = False
         self._schema_lock = threading.Lock()
         # An in-memory SQLite database is one connection shared by all
@@ -148,7 +191,7 @@ class Store:
         self._access: contextlib.AbstractContextManager[Any] = (
             threading.RLock() if serialize else contextlib.nullcontext()
         )
-        self._sql_cache: dict[tuple[str, int], str] = {}
+        self._sql_cache: dict[tuple[str, int], object] = {}
         self._listeners: list[Callable[[], None]] = []
 
     # -- wake-up of workers in this process ----------------------------------
@@ -177,8 +220,15 @@ class Store:
     # -- plumbing ----------------------------------------------------------
 
     def _q(self, sql: str) -> str:
-        """Translate a statement written with ``?`` markers to the dialect."""
-        return sql if self.dialect.param == "?" else sql.replace("?", self.dialect.param)
+        """Translate a statement written with ``?`` markers and ``"`` quotes.
+
+        (tinydj's statements put string literals in single quotes only.)
+        """
+        if self.dialect.param != "?":
+            sql = sql.replace("?", self.dialect.param)
+        if self.dialect.quote != '"':
+            sql = sql.replace('"', self.dialect.quote)
+        return sql
 
     def _t(self, value: datetime | None) -> Any:
         if value is None or not self.dialect.text_times:
@@ -238,6 +288,22 @@ class Store:
                 self.db.execute_sql("PRAGMA journal_mode=wal")
             self.db.create_tables([self.model], safe=True)
             return
+        if self.dialect is MYSQL:
+            # DDL commits implicitly on MySQL: run it on a connection of its
+            # own, so that the caller's open transaction is left alone.
+            conn = self.db._connect()  # type: ignore[attr-defined]
+            try:
+                cursor = conn.cursor()
+                cursor.execute("SELECT GET_LOCK('tinydj_schema', 60)")
+                cursor.execute(f"SHOW TABLES LIKE '{TABLE}'")
+                if not cursor.fetchall():
+                    schema = self.model._schema  # type: ignore[attr-defined]
+                    for ctx in [schema._create_table(safe=True), *schema._create_indexes(False)]:
+                        cursor.execute(*ctx.query())
+                cursor.execute("SELECT RELEASE_LOCK('tinydj_schema')")
+            finally:
+                conn.close()
+            return
         with self.db.atomic():
             self._execute("SELECT pg_advisory_xact_lock(?)", (_PG_SCHEMA_LOCK,))
             self.db.create_tables([self.model], safe=True)
@@ -261,9 +327,9 @@ class Store:
         sql = f"INSERT INTO {TABLE} {_INSERT_COLS} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 
         def one() -> list[int]:
-            if self.dialect.text_times:
-                return [self._execute(sql, params[0]).lastrowid]
-            return [self._execute(sql + " RETURNING id", params[0]).fetchone()[0]]
+            if self.dialect.returning and not self.dialect.text_times:
+                return [self._execute(sql + " RETURNING id", params[0]).fetchone()[0]]
+            return [self._execute(sql, params[0]).lastrowid]
 
         def many() -> list[int]:
             with self._transaction():
@@ -274,6 +340,8 @@ class Store:
                     last = self._execute("SELECT last_insert_rowid()").fetchone()[0]
                     return list(range(last - len(params) + 1, last + 1))
                 ids: list[int] = []
+                if not self.dialect.returning:
+                    return [self._execute(sql, p).lastrowid for p in params]
                 row = "(" + ", ".join(["?"] * 9) + ")"
                 for i in range(0, len(params), 100):
                     part = params[i : i + 100]
@@ -316,15 +384,20 @@ class Store:
         """
         self.ensure_schema()
         t = self._t(now)
-        least = self.dialect.least
+        d = self.dialect
+        changed = f"{d.existing.format('reoccur_in')} = {d.excluded.format('reoccur_in')}"
+        sets = [
+            # first: MySQL evaluates assignments in order, with updated values
+            f"run_at = CASE WHEN {changed} THEN {d.existing.format('run_at')} "
+            f"ELSE {d.least}({d.existing.format('run_at')}, ?) END",
+            *(
+                f"{c} = {d.excluded.format(c)}"
+                for c in ("handler", "priority", "queue", "reoccur_in", "updated_at")
+            ),
+        ]
         sql = (
             f"INSERT INTO {TABLE} {_INSERT_COLS} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
-            'ON CONFLICT ("key") DO UPDATE SET handler = excluded.handler, '
-            "priority = excluded.priority, queue = excluded.queue, "
-            "reoccur_in = excluded.reoccur_in, updated_at = excluded.updated_at, "
-            f"run_at = CASE WHEN {TABLE}.reoccur_in = excluded.reoccur_in "
-            f"THEN {TABLE}.run_at ELSE {least}({TABLE}.run_at, ?) END "
-            f"RETURNING {_COLS}"
+            f"{d.on_conflict} {', '.join(sets)}"
         )
         params = (
             job.priority,
@@ -338,28 +411,42 @@ class Store:
             t,
             self._t(soonest),
         )
-        row = self._run(lambda: self._execute(sql, params).fetchone())
+
+        def go() -> Any:
+            if d.returning:
+                return self._execute(f"{sql} RETURNING {_COLS}", params).fetchone()
+            with self._transaction():
+                self._execute(sql, params)
+                return self._execute(
+                    f'SELECT {_COLS} FROM {TABLE} WHERE "key" = ?', (job.key,)
+                ).fetchone()
+
+        row = self._run(go)
         self._inserted()
         return Job.from_row(row)
 
     # -- the worker's side -------------------------------------------------
 
-    def _reserve_sql(self, queues: int) -> str:
+    def _reserve_sql(self, queues: int) -> tuple[str, str]:
+        """(the sub-select of due ids, the UPDATE that locks them)."""
         cache_key = ("reserve", queues)
         sql = self._sql_cache.get(cache_key)
         if sql is None:
+            d = self.dialect
             queue_clause = f" AND queue IN {_in_list(queues)}" if queues else ""
-            sql = (
-                f"UPDATE {TABLE} SET locked_at = ?, locked_by = ?, "
-                f"last_error = CASE WHEN locked_at IS NULL THEN last_error ELSE {_INTERRUPTED} END "
-                f"WHERE id IN (SELECT id FROM {TABLE} "
-                "WHERE failed_at IS NULL AND run_at <= ? "
+            due = (
+                f"SELECT id FROM {TABLE} WHERE failed_at IS NULL AND run_at <= ? "
                 f"AND (locked_at IS NULL OR locked_at < ?){queue_clause} "
-                f"ORDER BY priority, run_at, id LIMIT ?{self.dialect.skip_locked}) "
-                f"RETURNING {_COLS}"
+                f"ORDER BY priority, run_at, id LIMIT ?{d.skip_locked}"
             )
-            self._sql_cache[cache_key] = sql
-        return sql
+            interrupted = d.concat.format(d.concat_sep.join(_INTERRUPTED))
+            # last_error first: MySQL's SET sees the values assigned before it.
+            lock = (
+                f"UPDATE {TABLE} SET last_error = CASE WHEN locked_at IS NULL THEN last_error "
+                f"ELSE {interrupted} END, locked_at = ?, locked_by = ? WHERE id IN "
+            )
+            sql = self._sql_cache[cache_key] = (due, lock)
+        return sql  # type: ignore[return-value]
 
     def reserve(
         self,
@@ -379,15 +466,28 @@ class Store:
         commits once per job.
         """
         qs = list(queues or ())
-        sql = self._reserve_sql(len(qs))
-        params = (self._t(now), worker, self._t(now), self._t(expired_before), *qs, limit)
+        due, lock = self._reserve_sql(len(qs))
+        t_now = self._t(now)
+        due_params = (t_now, self._t(expired_before), *qs, limit)
+
+        def take() -> list[Any]:
+            if self.dialect.returning:
+                sql = f"{lock}({due}) RETURNING {_COLS}"
+                return list(self._execute(sql, (t_now, worker, *due_params)).fetchall())
+            ids = [r[0] for r in self._execute(due, due_params).fetchall()]
+            if not ids:
+                return []
+            self._execute(f"{lock}{_in_list(len(ids))}", (t_now, worker, *ids))
+            sql = f"SELECT {_COLS} FROM {TABLE} WHERE id IN {_in_list(len(ids))}"
+            return list(self._execute(sql, ids).fetchall())
 
         def go() -> list[Any]:
-            if not done:
-                return list(self._execute(sql, params).fetchall())
+            if not done and self.dialect.returning:
+                return take()
             with self._transaction():
-                self._ack(worker, done)
-                return list(self._execute(sql, params).fetchall())
+                if done:
+                    self._ack(worker, done)
+                return take()
 
         jobs = [Job.from_row(r) for r in self._run(go)]
         jobs.sort(key=lambda j: (j.priority, j.run_at, j.id))

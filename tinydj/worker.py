@@ -45,6 +45,9 @@ T = TypeVar("T")
 #: How often (seconds) an idle SQLite worker checks ``PRAGMA data_version`` to
 #: notice jobs enqueued by other processes without a full poll.
 WATCH_TICK = 0.005
+#: Upper bound of ``lock_timeout`` and ``poll_interval`` (a year): larger
+#: values overflow datetime arithmetic and are certainly typos.
+MAX_SECONDS = 365 * 86400.0
 #: Longest pause after the database failed, before trying again.
 MAX_ERROR_PAUSE = 10.0
 
@@ -106,8 +109,15 @@ class Worker:
             if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
                 raise ValueError(f"{label} must be an int >= {minimum}, not {value!r}")
         for label, number in (("lock_timeout", lock_timeout), ("poll_interval", poll_interval)):
-            if not isinstance(number, int | float) or isinstance(number, bool) or not number > 0:
-                raise ValueError(f"{label} must be a positive number of seconds, not {number!r}")
+            if (
+                not isinstance(number, int | float)
+                or isinstance(number, bool)
+                or not 0 < number <= MAX_SECONDS
+            ):
+                raise ValueError(
+                    f"{label} must be a number of seconds > 0 and <= {MAX_SECONDS:.0f}, "
+                    f"not {number!r}"
+                )
         self.queues = list(queues) if queues else None
         self.threads = threads
         self.lock_timeout = float(lock_timeout)
