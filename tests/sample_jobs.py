@@ -150,3 +150,30 @@ def append_token(path: str, token: str) -> None:
     import threading
 
     append_line(path, f"{token} {os.getpid()} {threading.get_ident()}")
+
+
+@job(timeout=0.3)
+def sleepy(seconds: float) -> None:
+    """Sleeps longer than its timeout (in small steps, so SIGALRM can land)."""
+    calls.append(("sleepy", "start"))
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        time.sleep(0.01)
+    calls.append(("sleepy", "end"))
+
+
+@job(timeout=0.3)
+async def async_sleepy(seconds: float) -> None:
+    calls.append(("async_sleepy", "start"))
+    await asyncio.sleep(seconds)
+    calls.append(("async_sleepy", "end"))
+
+
+@job(timeout=0.3)
+def blocked(marker: str) -> None:
+    """Blocks until ``marker`` exists: stands for a job that cannot be stopped."""
+    calls.append(("blocked", "start"))
+    deadline = time.monotonic() + 30
+    while not Path(marker).exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    calls.append(("blocked", "end"))

@@ -105,6 +105,21 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="longest wait between looks at the table when idle (default 1)",
     )
+    work.add_argument(
+        "--shutdown-timeout",
+        type=_positive,
+        default=None,
+        metavar="SECONDS",
+        help="on Ctrl-C/SIGTERM, give running jobs this long, then release "
+        "them to run again elsewhere (default: wait for them)",
+    )
+    work.add_argument(
+        "--job-timeout",
+        type=_positive,
+        default=None,
+        metavar="SECONDS",
+        help="default time limit of a job run (a job's own timeout wins)",
+    )
     work.add_argument("--name", help="worker name stored in locked_by")
     work.add_argument("-q", "--quiet", action="store_true", help="log warnings and errors only")
 
@@ -171,8 +186,9 @@ def _run(args: argparse.Namespace) -> int:
             poll_interval=args.poll_interval,
             name=args.name,
             config=config,
+            job_timeout=args.job_timeout,
         )
-        worker.run(exit_on_complete=args.exit_on_complete)
+        worker.run(exit_on_complete=args.exit_on_complete, shutdown_timeout=args.shutdown_timeout)
     return EXIT_OK
 
 

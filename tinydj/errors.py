@@ -7,7 +7,9 @@ Every error tinydj raises on purpose derives from one root::
     ├── SerializationError      an argument cannot be stored (also a TypeError)
     ├── HandlerError            a stored job cannot be loaded (bad YAML, missing
     │                           function, deleted model row, refused pickle)
-    └── DatabaseBusy            SQLite stayed locked beyond the retry budget
+    ├── DatabaseBusy            SQLite stayed locked beyond the retry budget
+    └── JobTimeout              a job ran longer than its ``timeout`` (also a
+                                TimeoutError); recorded as a failed attempt
 
 The docstring of each class is its default message.
 """
@@ -36,3 +38,7 @@ class HandlerError(TinyDJError):
 
 class DatabaseBusy(TinyDJError):
     """The database stayed locked for longer than tinydj is willing to wait."""
+
+
+class JobTimeout(TinyDJError, TimeoutError):
+    """The job ran longer than its timeout."""

@@ -71,6 +71,8 @@ class Call:
     target: object | None = None
     name: str = ""
     max_attempts: int | None = None
+    #: Seconds the job may run (see ``tinydj.timeouts``).
+    timeout: float | None = None
 
 
 # -- import paths ------------------------------------------------------------
@@ -247,7 +249,13 @@ def _dump(doc: dict[str, Any], allow_pickle: bool) -> str:
         raise SerializationError(f"cannot store the job's arguments: {exc}") from exc
 
 
-def _doc(head: dict[str, Any], args: Any, kwargs: Any, max_attempts: int | None) -> dict[str, Any]:
+def _doc(
+    head: dict[str, Any],
+    args: Any,
+    kwargs: Any,
+    max_attempts: int | None,
+    timeout: float | None = None,
+) -> dict[str, Any]:
     doc: dict[str, Any] = _Document(tinydj=FORMAT, **head)
     if args:
         doc["args"] = list(args)
@@ -255,6 +263,8 @@ def _doc(head: dict[str, Any], args: Any, kwargs: Any, max_attempts: int | None)
         doc["kwargs"] = dict(kwargs)
     if max_attempts is not None:
         doc["max_attempts"] = max_attempts
+    if timeout is not None:
+        doc["timeout"] = timeout
     return doc
 
 
@@ -265,6 +275,7 @@ def dump_call(
     *,
     allow_pickle: bool = True,
     max_attempts: int | None = None,
+    timeout: float | None = None,
 ) -> str:
     """The handler text for ``fn(*args, **kwargs)``.
 
@@ -279,7 +290,7 @@ def dump_call(
     else:
         path = import_path(fn)
         head = {"function": path if path is not None else fn}
-    return _dump(_doc(head, args, kwargs, max_attempts), allow_pickle)
+    return _dump(_doc(head, args, kwargs, max_attempts, timeout), allow_pickle)
 
 
 def dump_object(obj: Any, *, allow_pickle: bool = True, max_attempts: int | None = None) -> str:
@@ -370,9 +381,11 @@ def load(handler: str, *, allow_pickle: bool = True) -> Call:
     args, kwargs = doc.get("args") or [], doc.get("kwargs") or {}
     if not isinstance(args, list) or not isinstance(kwargs, dict):
         raise HandlerError("the handler's args must be a list and kwargs a mapping")
-    max_attempts = doc.get("max_attempts")
+    max_attempts, timeout = doc.get("max_attempts"), doc.get("timeout")
     if max_attempts is not None and (not isinstance(max_attempts, int) or max_attempts < 1):
         raise HandlerError(f"invalid max_attempts {max_attempts!r}")
+    if timeout is not None and (not isinstance(timeout, int | float) or not timeout > 0):
+        raise HandlerError(f"invalid timeout {timeout!r}")
     if "function" in doc:
         function = doc["function"]
         if isinstance(function, str):
@@ -381,14 +394,14 @@ def load(handler: str, *, allow_pickle: bool = True) -> Call:
             fn, name = function, getattr(function, "__qualname__", "<callable>")
         if not callable(fn):
             raise HandlerError(f"{name} is not callable")
-        return Call(fn, args, kwargs, None, name, max_attempts)
+        return Call(fn, args, kwargs, None, name, max_attempts, timeout)
     if "object" in doc and isinstance(doc.get("method"), str):
         target, method = doc["object"], doc["method"]
         fn = getattr(target, method, None)
         if not callable(fn):
             raise HandlerError(f"{type(target).__qualname__} has no method {method!r}")
         name = f"{type(target).__module__}:{type(target).__qualname__}.{method}"
-        return Call(fn, args, kwargs, target, name, max_attempts)
+        return Call(fn, args, kwargs, target, name, max_attempts, timeout)
     raise HandlerError("the handler names neither a function nor an object and method")
 
 

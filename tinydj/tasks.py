@@ -47,6 +47,7 @@ class _Options:
     queue: str = DEFAULT_QUEUE
     priority: int = 0
     max_attempts: int | None = None
+    timeout: float | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.queue, str) or not self.queue:
@@ -59,6 +60,12 @@ class _Options:
             or self.max_attempts < 1
         ):
             raise ValueError(f"max_attempts must be a positive int, not {self.max_attempts!r}")
+        if self.timeout is not None and (
+            not isinstance(self.timeout, int | float)
+            or isinstance(self.timeout, bool)
+            or not self.timeout > 0
+        ):
+            raise ValueError(f"timeout must be a positive number of seconds, not {self.timeout!r}")
 
 
 def _now(config: Config) -> datetime:
@@ -96,11 +103,12 @@ class Task(Generic[P, R]):
         priority: int = 0,
         max_attempts: int | None = None,
         every: timedelta | None = None,
+        timeout: float | None = None,
     ) -> None:
         if not callable(fn):
             raise TypeError(f"@job needs a function, not {fn!r}")
         self.fn = fn
-        self.options = _Options(queue, priority, max_attempts)
+        self.options = _Options(queue, priority, max_attempts, timeout)
         self.every = every
         functools.update_wrapper(self, fn)
 
@@ -121,6 +129,7 @@ class Task(Generic[P, R]):
         queue: str | None = None,
         priority: int | None = None,
         max_attempts: int | None = None,
+        timeout: float | None = None,
     ) -> Task[P, R]:
         """A copy of this task with other enqueue options, for one call site.
 
@@ -132,6 +141,7 @@ class Task(Generic[P, R]):
             self.options.queue if queue is None else queue,
             self.options.priority if priority is None else priority,
             self.options.max_attempts if max_attempts is None else max_attempts,
+            self.options.timeout if timeout is None else timeout,
         )
         return clone
 
@@ -142,6 +152,7 @@ class Task(Generic[P, R]):
             kwargs,
             allow_pickle=config.allow_pickle,
             max_attempts=self.options.max_attempts,
+            timeout=self.options.timeout,
         )
 
     def _send(self, run_at: datetime | None, args: Sequence[Any], kwargs: dict[str, Any]) -> Job:
@@ -181,7 +192,11 @@ class Task(Generic[P, R]):
 def job(fn: Callable[P, R], /) -> Task[P, R]: ...
 @overload
 def job(
-    *, queue: str = ..., priority: int = ..., max_attempts: int | None = ...
+    *,
+    queue: str = ...,
+    priority: int = ...,
+    max_attempts: int | None = ...,
+    timeout: float | None = ...,
 ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 def job(
     fn: Callable[P, R] | None = None,
@@ -190,16 +205,18 @@ def job(
     queue: str = DEFAULT_QUEUE,
     priority: int = 0,
     max_attempts: int | None = None,
+    timeout: float | None = None,
 ) -> Task[P, R] | Callable[[Callable[P, R]], Task[P, R]]:
     """Make a function a job: ``@job`` or ``@job(queue=..., priority=..., max_attempts=...)``.
 
     ``priority``: lower numbers run first (default 0). ``max_attempts``:
     failures before the job is marked failed (default: ``configure``'s, 25).
+    ``timeout``: seconds a run may take before it counts as a failed attempt.
     """
-    _Options(queue, priority, max_attempts)  # validate at decoration time
+    _Options(queue, priority, max_attempts, timeout)  # validate at decoration time
 
     def decorate(f: Callable[P, R]) -> Task[P, R]:
-        return Task(f, queue=queue, priority=priority, max_attempts=max_attempts)
+        return Task(f, queue=queue, priority=priority, max_attempts=max_attempts, timeout=timeout)
 
     return decorate if fn is None else decorate(fn)
 
@@ -210,6 +227,7 @@ def every(
     queue: str = DEFAULT_QUEUE,
     priority: int = 0,
     max_attempts: int | None = None,
+    timeout: float | None = None,
 ) -> Callable[[Callable[P, R]], Task[P, R]]:
     """Run a function every ``spec`` ("30s", "1h30m", seconds, timedelta).
 
@@ -218,10 +236,17 @@ def every(
     row is due at once. Raises ``ValueError``/``TypeError`` for a bad spec.
     """
     interval = parse_every(spec)
-    _Options(queue, priority, max_attempts)
+    _Options(queue, priority, max_attempts, timeout)
 
     def decorate(f: Callable[P, R]) -> Task[P, R]:
-        task = Task(f, queue=queue, priority=priority, max_attempts=max_attempts, every=interval)
+        task = Task(
+            f,
+            queue=queue,
+            priority=priority,
+            max_attempts=max_attempts,
+            every=interval,
+            timeout=timeout,
+        )
         register_recurring(task)
         return task
 

@@ -13,7 +13,6 @@ another worker takes the job and runs it again, without counting an attempt.
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import itertools
 import logging
@@ -36,6 +35,7 @@ from .schedule import Clock, backoff, next_run_after, parse_every, to_naive_utc
 from .signals import on_stop
 from .store import Listener
 from .tasks import recurring_tasks, upsert_recurring
+from .timeouts import MainThreadAlarm, ShutdownInterrupt, run_with_timeout
 
 __all__ = ["Worker"]
 
@@ -84,6 +84,8 @@ class Worker:
     ``poll_interval``: longest an idle worker waits before looking again (a
     ``send_later`` in this process, or on SQLite a commit by any process,
     wakes it at once). ``clock``: source of "now", for tests.
+    ``job_timeout``: seconds a job may run unless it sets its own ``timeout``
+    (see ``tinydj.timeouts``). ``batch_size``: jobs reserved per statement.
 
     >>> worker = tinydj.Worker(threads=4)  # doctest: +SKIP
     >>> worker.start(); ...; worker.stop()  # doctest: +SKIP
@@ -100,6 +102,7 @@ class Worker:
         clock: Clock | None = None,
         config: Config | None = None,
         batch_size: int = 1,
+        job_timeout: float | None = None,
     ) -> None:
         if isinstance(queues, str):
             queues = [queues]
@@ -118,6 +121,15 @@ class Worker:
                     f"{label} must be a number of seconds > 0 and <= {MAX_SECONDS:.0f}, "
                     f"not {number!r}"
                 )
+        if job_timeout is not None and (
+            not isinstance(job_timeout, int | float)
+            or isinstance(job_timeout, bool)
+            or not 0 < job_timeout <= MAX_SECONDS
+        ):
+            raise ValueError(
+                f"job_timeout must be a positive number of seconds, not {job_timeout!r}"
+            )
+        self.job_timeout = job_timeout
         self.queues = list(queues) if queues else None
         self.threads = threads
         self.lock_timeout = float(lock_timeout)
@@ -142,6 +154,11 @@ class Worker:
         # a reservation whose reply was lost (dropped connection) expires.
         self._held: set[int] = set()
         self._held_lock = threading.Lock()
+        self._alarm: MainThreadAlarm | None = None
+        self._active = 0
+        self._active_lock = threading.Lock()
+        self._finished = threading.Event()
+        self._launched = False
 
     def __repr__(self) -> str:
         return f"<tinydj.Worker {self.name!r}>"
@@ -223,11 +240,15 @@ class Worker:
             return False
         # Delayed::Job hooks apply to the object of an object job.
         hooks = call.target if getattr(call.fn, "__name__", None) == "perform" else None
+        timeout = self._timeout_for(call, hooks)
         try:
             _call_hook(hooks, "before", job)
-            result = call.fn(*call.args, **call.kwargs)
-            if inspect.isawaitable(result):
-                asyncio.run(_await(result))
+            run_with_timeout(
+                lambda: call.fn(*call.args, **call.kwargs),
+                timeout,
+                self._alarm,
+                is_async=inspect.iscoroutinefunction(getattr(call.fn, "fn", call.fn)),
+            )
         except Exception as exc:
             self._guard_hook(hooks, "error", job, exc)
             self._guard_hook(hooks, "after", job)
@@ -254,6 +275,12 @@ class Worker:
                 extra={"action": "job_success"},
             )
         return True
+
+    def _timeout_for(self, call: serialize.Call, hooks: object | None) -> float | None:
+        for value in (call.timeout, getattr(hooks, "max_run_time", None), self.job_timeout):
+            if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+                return float(value)
+        return None
 
     def _guard_hook(self, target: object | None, name: str, *args: Any) -> None:
         # A hook that raises after the work is done must not make the job run
@@ -426,7 +453,17 @@ class Worker:
         for i, job in enumerate(queue):
             if self._stopping.is_set():
                 return succeeded, failed, [j.id for j in queue[i:]]
-            if self._perform(job):
+            try:
+                ok = self._perform(job)
+            except ShutdownInterrupt:
+                log.warning(
+                    "Job %s (id=%s) INTERRUPTED by the shutdown deadline; it will run again",
+                    job.name,
+                    job.id,
+                    extra={"action": "job_interrupted"},
+                )
+                return succeeded, failed, [j.id for j in queue[i:]]
+            if ok:
                 succeeded += 1
                 if not job.recurring:
                     done.append(job.id)
@@ -461,6 +498,15 @@ class Worker:
         return succeeded, failed
 
     def _runner(self) -> None:
+        try:
+            self._run_loop()
+        finally:
+            with self._active_lock:
+                self._active -= 1
+                if self._active <= 0:
+                    self._finished.set()
+
+    def _run_loop(self) -> None:
         done: list[int] = []
         pause = 0.0
         idle = False
@@ -517,7 +563,7 @@ class Worker:
         """Wake idle threads on NOTIFY (Postgres); reconnect after errors."""
         pause = 0.1
         try:
-            while not self._stopping.is_set() and not self._all_runners_done():
+            while not self._stopping.is_set() and not self._finished.is_set():
                 try:
                     if listener.wait(0.25):
                         self.wake()
@@ -535,9 +581,6 @@ class Worker:
         finally:
             listener.close()
 
-    def _all_runners_done(self) -> bool:
-        return not any(t.is_alive() for t in self._runners if t.name.startswith("tinydj-worker"))
-
     def wake(self) -> None:
         """Make idle threads look for jobs now (called after an enqueue here)."""
         with self._cond:
@@ -548,17 +591,29 @@ class Worker:
 
     def start(self, *, exit_on_complete: bool = False) -> Worker:
         """Run jobs in ``threads`` background threads; return at once."""
+        self._launch(self.threads, exit_on_complete)
+        return self
+
+    def _launch(self, threads: int, exit_on_complete: bool) -> None:
+        """Start ``threads`` runner threads plus the lease and LISTEN helpers."""
         with self._start_lock:
-            if self._runners:
+            if self._runners or self._active:
                 raise RuntimeError(f"{self!r} is already running")
-        self._prepare()
+            self._active = max(threads, 1)  # 0 threads: the caller runs the loop itself
+        self._finished.clear()
         self._stopping.clear()
         self._exit_on_complete = exit_on_complete
+        try:
+            self._prepare()
+        except BaseException:
+            self._active = 0
+            raise
         self.store.add_listener(self.wake)
         self._acquire_lease_thread()
+        self._launched = True
         self._runners = [
             threading.Thread(target=self._runner, name=f"tinydj-worker-{i}", daemon=True)
-            for i in range(1, self.threads + 1)
+            for i in range(1, threads + 1)
         ]
         listener = self.store.listener()
         if listener is not None:
@@ -572,32 +627,48 @@ class Worker:
         log.info(
             "%s started: %d thread(s), queues %s",
             self.name,
-            self.threads,
+            max(threads, 1),
             ", ".join(self.queues) if self.queues else "all",
             extra={"action": "worker_start"},
         )
-        return self
 
-    def stop(self) -> None:
+    def stop(self, timeout: float | None = None) -> None:
         """Stop taking jobs, let running ones finish, release what is left.
 
-        Idempotent and thread-safe.
+        With ``timeout``, running jobs get that many seconds; jobs still
+        running then are abandoned: their locks are released so that they run
+        again elsewhere (the threads cannot be stopped). Idempotent and
+        thread-safe.
         """
         self._stopping.set()
         self.wake()
         runners, self._runners = self._runners, []
+        deadline = None if timeout is None else time.monotonic() + timeout
         for thread in runners:
             if thread is not threading.current_thread():
-                thread.join()
+                thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        abandoned = [t for t in runners if t.is_alive() and t.name.startswith("tinydj-worker")]
+        if abandoned:
+            log.warning(
+                "%s: %d job thread(s) still running after the %.1f s shutdown timeout; "
+                "their jobs are released and will run again elsewhere",
+                self.name,
+                len(abandoned),
+                timeout,
+                extra={"action": "shutdown_timeout"},
+            )
         self.store.remove_listener(self.wake)
-        if runners:
+        launched, self._launched = self._launched, False
+        if launched:
             self._release_lease_thread()
             try:
-                self.store.release(self.name)
+                self._record(lambda: self.store.release(self.name))
             finally:
                 self._unhold(list(self._held))
                 self.store.close()
             log.info("%s stopped", self.name, extra={"action": "worker_stop"})
+        with self._active_lock:
+            self._active = 0
 
     def join(self, timeout: float | None = None) -> bool:
         """Wait for the runner threads to end; True if they all have."""
@@ -611,29 +682,45 @@ class Worker:
         """True while runner threads are alive."""
         return any(t.is_alive() for t in self._runners)
 
-    def run(self, *, exit_on_complete: bool = False) -> None:
+    def run(self, *, exit_on_complete: bool = False, shutdown_timeout: float | None = None) -> None:
         """Run jobs in the foreground until SIGINT/SIGTERM (or, with
-        ``exit_on_complete``, until no job is due); running jobs finish first.
-        A second signal exits at once."""
+        ``exit_on_complete``, until no job is due).
+
+        The first signal stops taking jobs and lets running ones finish
+        (for at most ``shutdown_timeout`` seconds, if given: then they are
+        interrupted or abandoned and their locks released, so they run again
+        elsewhere without counting an attempt). A second signal exits at once.
+        With one thread, called from the main thread, jobs run in the main
+        thread, where a job's ``timeout`` can really stop it.
+        """
         requested = threading.Event()
+        main_thread = self.threads == 1 and MainThreadAlarm.usable()
 
         def request_stop() -> None:
             requested.set()
             self._stopping.set()
             self.wake()
+            if self._alarm is not None and shutdown_timeout is not None:
+                self._alarm.set_shutdown_deadline(shutdown_timeout)
 
         with on_stop(request_stop):
+            if main_thread:
+                with MainThreadAlarm() as alarm:
+                    self._alarm = alarm
+                    try:
+                        self._launch(0, exit_on_complete)
+                        self._runner()
+                    finally:
+                        self._alarm = None
+                        self.stop()
+                return
             self.start(exit_on_complete=exit_on_complete)
             try:
                 while not requested.wait(0.1):
-                    if not self.running:
+                    if self._finished.is_set():
                         break
             finally:
-                self.stop()
-
-
-async def _await(awaitable: Any) -> Any:
-    return await awaitable
+                self.stop(timeout=shutdown_timeout)
 
 
 # A type for the hook helpers' users (tests, subclasses).
