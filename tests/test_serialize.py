@@ -11,6 +11,8 @@ import peewee
 import pytest
 import sample_jobs
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tinydj import serialize
 from tinydj.errors import HandlerError, SerializationError
@@ -69,8 +71,8 @@ def test_handler_is_readable_yaml() -> None:
         sample_jobs.send_mail, ("ann@example.com",), {"body": "hi"}, max_attempts=3
     )
     assert text == (
-        "tinydj: 1\nfunction: sample_jobs:send_mail\nargs: [ann@example.com]\n"
-        "kwargs: {body: hi}\nmax_attempts: 3\n"
+        'tinydj: 1\nfunction: sample_jobs:send_mail\nargs: ["ann@example.com"]\n'
+        'kwargs: {"body": "hi"}\nmax_attempts: 3\n'
     )
     assert yaml.safe_load(text)["function"] == "sample_jobs:send_mail"
 
@@ -246,3 +248,35 @@ def test_dump_is_deterministic() -> None:
     assert serialize.dump_call(sample_jobs.record, args, {}) == serialize.dump_call(
         sample_jobs.record, args, {}
     )
+
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda children: st.lists(children) | st.dictionaries(st.text(), children),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(args=st.lists(json_values, max_size=4), kwargs=st.dictionaries(st.text(), json_values))
+def test_fast_lane_and_yaml_agree(args: list[Any], kwargs: dict[str, Any]) -> None:
+    """Whatever lane a handler takes, YAML reads it the same as tinydj does."""
+    text = serialize.dump_call(sample_jobs.record, args, kwargs)
+    call = serialize.load(text)
+    assert call.args == args and call.kwargs == kwargs
+    doc = yaml.safe_load(text)
+    assert doc.get("args", []) == args and doc.get("kwargs", {}) == kwargs
+
+
+def test_fast_lane_is_used_for_plain_calls() -> None:
+    text = serialize.dump_call(sample_jobs.record, (1, "a", [None, True]), {"k": 1.5})
+    assert serialize._fast_load(text) is not None
+    for unusual in ((1, 2), 1e300, "line\u2028separator", float("nan")):
+        text = serialize.dump_call(sample_jobs.record, (unusual,), {})
+        assert serialize._fast_load(text) is None
+        loaded = serialize.load(text).args[0]
+        assert loaded == unusual or (loaded != loaded and unusual != unusual)

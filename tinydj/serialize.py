@@ -37,6 +37,9 @@ import base64
 import functools
 import importlib
 import inspect
+import json
+import math
+import re
 import sys
 import uuid
 from collections.abc import Callable
@@ -249,6 +252,86 @@ def _dump(doc: dict[str, Any], allow_pickle: bool) -> str:
         raise SerializationError(f"cannot store the job's arguments: {exc}") from exc
 
 
+# -- the fast lane ---------------------------------------------------------
+#
+# Most calls are a function path plus plain data. tinydj writes their args
+# and kwargs as JSON flow collections, a subset of YAML with the same meaning
+# under both parsers, and reads such handlers back with ``json``: several times
+# faster than building the document with PyYAML. Anything else (objects, tags,
+# floats YAML 1.1 would read differently, unusual characters, a handler written
+# by hand) takes the YAML path.
+
+_PLAIN_PATH = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")
+_FAST_KEYS = frozenset({"tinydj", "function", "args", "kwargs", "max_attempts", "timeout"})
+_EXPONENT = re.compile(r"\d[eE]")
+
+
+def _json_safe(value: Any, depth: int = 0) -> bool:
+    kind = type(value)
+    if kind is str:
+        return bool(value.isprintable()) or value.replace("\n", "").replace("\t", "").isprintable()
+    if kind is int or kind is bool or value is None:
+        return True
+    if kind is float:
+        return math.isfinite(value) and "e" not in repr(value)
+    if depth > 32:
+        return False
+    if kind is list:
+        return all(_json_safe(v, depth + 1) for v in value)
+    if kind is dict:
+        return all(
+            type(k) is str and _json_safe(k) and _json_safe(v, depth + 1) for k, v in value.items()
+        )
+    return False
+
+
+def _fast_dump(
+    path: str, args: Any, kwargs: Any, max_attempts: int | None, timeout: float | None
+) -> str | None:
+    args = list(args)
+    if not (
+        _PLAIN_PATH.fullmatch(path)
+        and _json_safe(args)
+        and (not kwargs or _json_safe(kwargs))
+        and (timeout is None or _json_safe(timeout))
+    ):
+        return None
+    text = f"tinydj: {FORMAT}\nfunction: {path}\n"
+    if args:
+        text += f"args: {json.dumps(args, ensure_ascii=False)}\n"
+    if kwargs:
+        text += f"kwargs: {json.dumps(kwargs, ensure_ascii=False)}\n"
+    if max_attempts is not None:
+        text += f"max_attempts: {max_attempts}\n"
+    if timeout is not None:
+        text += f"timeout: {json.dumps(timeout)}\n"
+    return text
+
+
+def _fast_load(handler: str) -> dict[str, Any] | None:
+    if not handler.startswith("tinydj: 1\nfunction: "):
+        return None
+    doc: dict[str, Any] = {}
+    for line in handler.split("\n"):
+        if not line:
+            continue
+        key, sep, value = line.partition(": ")
+        if not sep or key not in _FAST_KEYS or key in doc:
+            return None
+        if key == "function":
+            if not _PLAIN_PATH.fullmatch(value):
+                return None
+            doc[key] = value
+            continue
+        if _EXPONENT.search(value):
+            return None
+        try:
+            doc[key] = json.loads(value)
+        except ValueError:
+            return None
+    return doc
+
+
 def _doc(
     head: dict[str, Any],
     args: Any,
@@ -289,6 +372,10 @@ def dump_call(
         head: dict[str, Any] = {"object": self_, "method": fn.__name__}
     else:
         path = import_path(fn)
+        if path is not None:
+            fast = _fast_dump(path, args, kwargs, max_attempts, timeout)
+            if fast is not None:
+                return fast
         head = {"function": path if path is not None else fn}
     return _dump(_doc(head, args, kwargs, max_attempts, timeout), allow_pickle)
 
@@ -366,6 +453,9 @@ _Loader.add_constructor("!tinydj/uuid", lambda ld, n: uuid.UUID(ld.construct_sca
 
 def load(handler: str, *, allow_pickle: bool = True) -> Call:
     """Load a handler into a ``Call``; raise ``HandlerError`` saying why not."""
+    fast = _fast_load(handler)
+    if fast is not None:
+        return _call_from(fast)
     try:
         doc = yaml.load(handler, Loader=_Loader if allow_pickle else _StrictLoader)
     except HandlerError:
@@ -374,6 +464,10 @@ def load(handler: str, *, allow_pickle: bool = True) -> Call:
         raise HandlerError(f"the handler is not valid YAML: {_one_line(exc)}") from exc
     except Exception as exc:
         raise HandlerError(f"cannot load the handler: {type(exc).__name__}: {exc}") from exc
+    return _call_from(doc)
+
+
+def _call_from(doc: Any) -> Call:
     if not isinstance(doc, dict) or "tinydj" not in doc:
         raise HandlerError("the handler is not a tinydj job (no 'tinydj:' format marker)")
     if doc["tinydj"] != FORMAT:

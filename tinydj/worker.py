@@ -45,6 +45,11 @@ T = TypeVar("T")
 #: How often (seconds) an idle SQLite worker checks ``PRAGMA data_version`` to
 #: notice jobs enqueued by other processes without a full poll.
 WATCH_TICK = 0.005
+#: Most jobs one thread reserves in one statement (adaptive batch size).
+MAX_BATCH = 32
+#: The adaptive batch holds about this much (seconds) of work beyond the job
+#: that runs first: jobs reserved but not started wait at most about this long.
+PREFETCH_BUDGET = 0.005
 #: Upper bound of ``lock_timeout`` and ``poll_interval`` (a year): larger
 #: values overflow datetime arithmetic and are certainly typos.
 MAX_SECONDS = 365 * 86400.0
@@ -85,7 +90,11 @@ class Worker:
     ``send_later`` in this process, or on SQLite a commit by any process,
     wakes it at once). ``clock``: source of "now", for tests.
     ``job_timeout``: seconds a job may run unless it sets its own ``timeout``
-    (see ``tinydj.timeouts``). ``batch_size``: jobs reserved per statement.
+    (see ``tinydj.timeouts``). ``batch_size``: most jobs one thread reserves
+    at once; by default it adapts so that a thread holds about
+    ``PREFETCH_BUDGET`` seconds of queued work (one job at a time for slow
+    jobs, up to ``MAX_BATCH`` for quick ones, which then cost one commit per
+    batch instead of one per job).
 
     >>> worker = tinydj.Worker(threads=4)  # doctest: +SKIP
     >>> worker.start(); ...; worker.stop()  # doctest: +SKIP
@@ -101,16 +110,19 @@ class Worker:
         name: str | None = None,
         clock: Clock | None = None,
         config: Config | None = None,
-        batch_size: int = 1,
+        batch_size: int | None = None,
         job_timeout: float | None = None,
     ) -> None:
         if isinstance(queues, str):
             queues = [queues]
         if queues is not None and not all(isinstance(q, str) and q for q in queues):
             raise ValueError(f"queues must be non-empty strings, not {queues!r}")
-        for label, value, minimum in (("threads", threads, 1), ("batch_size", batch_size, 1)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-                raise ValueError(f"{label} must be an int >= {minimum}, not {value!r}")
+        sizes = [("threads", threads)] + (
+            [("batch_size", batch_size)] if batch_size is not None else []
+        )
+        for label, value in sizes:
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{label} must be an int >= 1, not {value!r}")
         for label, number in (("lock_timeout", lock_timeout), ("poll_interval", poll_interval)):
             if (
                 not isinstance(number, int | float)
@@ -135,6 +147,8 @@ class Worker:
         self.lock_timeout = float(lock_timeout)
         self.poll_interval = float(poll_interval)
         self.batch_size = batch_size
+        # Running average of a job's duration, for the adaptive batch size.
+        self._job_seconds = 0.01
         self.config = config or get_config()
         self.store = self.config.store
         self.clock = clock or self.config.clock
@@ -446,6 +460,12 @@ class Worker:
             self._record(lambda: self.store.release(self.name, ids))
             self._unhold(ids)
 
+    def _limit(self) -> int:
+        """How many jobs to reserve next (see ``batch_size``)."""
+        if self.batch_size is not None:
+            return self.batch_size
+        return max(1, min(MAX_BATCH, 1 + int(PREFETCH_BUDGET / max(self._job_seconds, 1e-6))))
+
     def _work(self, jobs: Iterable[Job], done: list[int]) -> tuple[int, int, list[int]]:
         """Run reserved jobs in order; return (succeeded, failed, not started)."""
         succeeded = failed = 0
@@ -453,6 +473,7 @@ class Worker:
         for i, job in enumerate(queue):
             if self._stopping.is_set():
                 return succeeded, failed, [j.id for j in queue[i:]]
+            started = time.perf_counter()
             try:
                 ok = self._perform(job)
             except ShutdownInterrupt:
@@ -463,6 +484,7 @@ class Worker:
                     extra={"action": "job_interrupted"},
                 )
                 return succeeded, failed, [j.id for j in queue[i:]]
+            self._job_seconds += 0.2 * (time.perf_counter() - started - self._job_seconds)
             if ok:
                 succeeded += 1
                 if not job.recurring:
@@ -483,7 +505,7 @@ class Worker:
         self._acquire_lease_thread()
         try:
             while succeeded + failed < num and not self._stopping.is_set():
-                jobs = self._reserve(min(self.batch_size, num - succeeded - failed), done)
+                jobs = self._reserve(min(self._limit(), num - succeeded - failed), done)
                 done = []
                 if not jobs:
                     break
@@ -518,7 +540,7 @@ class Worker:
                     # not slept through.
                     generation = self._generation
                     version = self.store.data_version() if idle else None
-                    jobs = self._reserve(self.batch_size, done)
+                    jobs = self._reserve(self._limit(), done)
                     done = []
                     pause = 0.0
                     if not jobs:
