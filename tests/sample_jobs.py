@@ -177,3 +177,41 @@ def blocked(marker: str) -> None:
     while not Path(marker).exists() and time.monotonic() < deadline:
         time.sleep(0.01)
     calls.append(("blocked", "end"))
+
+
+# -- tests/test_reliability.py ---------------------------------------------------
+
+
+@job
+def traced(path: str, token: str, seconds: float = 0.005) -> None:
+    """Write ``start TOKEN PID TIME``, work ``seconds``, then ``done TOKEN PID TIME``
+    (O_APPEND lines): shows which jobs were in flight when a worker was killed."""
+    pid = os.getpid()
+    append_line(path, f"start {token} {pid} {time.time():.6f}")
+    time.sleep(seconds)
+    append_line(path, f"done {token} {pid} {time.time():.6f}")
+
+
+@job
+def interrupted_then_fails(path: str, marker: str, timeout: float = 60.0) -> None:
+    """Run n (1, 2, ...): write ``start N PID``, block until the file ``marker + N``
+    exists, then (from the second run on) raise, so that the row survives."""
+    try:
+        n = len(Path(path).read_text().splitlines()) + 1
+    except FileNotFoundError:
+        n = 1
+    append_line(path, f"start {n} {os.getpid()}")
+    deadline = time.monotonic() + timeout
+    while not Path(f"{marker}{n}").exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    if n > 1:
+        raise RuntimeError(f"run {n} fails on purpose")
+
+
+@job
+def exits(code: int = 3) -> None:
+    """Calls sys.exit(): a job that raises SystemExit (a BaseException)."""
+    import sys
+
+    calls.append(("exits", code))
+    sys.exit(code)
