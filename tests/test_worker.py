@@ -323,3 +323,42 @@ def test_stats(config: tinydj.Config, clock: FakeClock) -> None:
     sample_jobs.record.send_later(1)
     sample_jobs.record.send_in("1h", 2)
     assert tinydj.stats() == {"ready": 1, "scheduled": 1, "locked": 0, "failed": 0}
+
+
+def test_a_job_that_keeps_killing_its_workers_is_failed(
+    config: tinydj.Config, clock: FakeClock
+) -> None:
+    from tinydj.worker import MAX_INTERRUPTIONS
+
+    job = sample_jobs.record.send_later("poison")
+    for n in range(1, MAX_INTERRUPTIONS + 1):
+        # a worker takes the job and dies; the next one reclaims it
+        config.store.reserve(f"dies-{n}", clock(), clock() - timedelta(seconds=30))
+        clock.advance(31)
+    # counted, but not as attempts
+    assert tinydj.Worker(config=config).work_off() == (0, 1)
+    row = tinydj.get_job(job.id)
+    assert row is not None and row.failed and row.attempts == 1
+    assert row.interruptions == MAX_INTERRUPTIONS
+    assert (row.last_error or "").startswith(f"Interrupted {MAX_INTERRUPTIONS} times in a row")
+    assert sample_jobs.calls == []
+
+
+def test_interruptions_reset_after_a_completed_run(config: tinydj.Config, clock: FakeClock) -> None:
+    sample_jobs.always_fails.with_options(max_attempts=5).send_later(1)
+    config.store.reserve("dies", clock(), clock() - timedelta(seconds=30))
+    clock.advance(31)
+    assert tinydj.Worker(config=config).work_off() == (0, 1)
+    (row,) = tinydj.list_jobs()
+    assert row.attempts == 1 and row.interruptions == 0
+
+
+def test_old_tables_get_new_columns(db_url: str, clock: FakeClock) -> None:
+    config = tinydj.configure(db_url, clock=clock)
+    config.store.ensure_schema()
+    config.store.db.execute_sql("ALTER TABLE delayed_jobs DROP COLUMN interruptions")
+    fresh = tinydj.configure(db_url, clock=clock)
+    sample_jobs.record.send_later("after upgrade")
+    assert tinydj.Worker(config=fresh).work_off() == (1, 0)
+    config.store.close()
+    fresh.store.close()

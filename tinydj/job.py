@@ -25,6 +25,7 @@ COLUMNS = (
     "updated_at",
     "queue",
     "key",
+    "interruptions",
 )
 
 _NAME = re.compile(r"^(?:function|class|model): ['\"]?([\w.:<>]+)", re.MULTILINE)
@@ -55,6 +56,9 @@ class Job:
     updated_at: datetime
     queue: str
     key: str | None
+    #: Runs cut short because the worker died (lease expired); they do not
+    #: count as attempts, but too many fail the job (see ``MAX_INTERRUPTIONS``).
+    interruptions: int = 0
 
     @classmethod
     def from_row(cls, row: tuple[object, ...] | list[object]) -> Job:

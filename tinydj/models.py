@@ -56,6 +56,7 @@ def make_model(
             max_length=255, default="default", constraints=[peewee.SQL("DEFAULT 'default'")]
         )
         key = peewee.CharField(max_length=255, null=True)
+        interruptions = peewee.IntegerField(default=0, constraints=[peewee.SQL("DEFAULT 0")])
 
         class Meta:
             table_name = TABLE

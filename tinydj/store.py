@@ -278,6 +278,7 @@ class Store:
             if self._schema_ready:
                 return
             self._run(self._create_schema)
+            self._run(self._migrate)
             # Created inside the caller's transaction, the table may still be
             # rolled back with it: check again next time.
             self._schema_ready = not self.db.in_transaction()
@@ -309,6 +310,14 @@ class Store:
             self.db.create_tables([self.model], safe=True)
             self._execute(_PG_NOTIFY)
             self._execute(_PG_TRIGGER)
+
+    def _migrate(self) -> None:
+        """Bring a table made by an older tinydj up to date (adds columns)."""
+        have = {c.name for c in self.db.get_columns(TABLE)}
+        if "interruptions" not in have:
+            self._execute(
+                f"ALTER TABLE {TABLE} ADD COLUMN interruptions INTEGER NOT NULL DEFAULT 0"
+            )
 
     def listener(self) -> Listener | None:
         """A LISTEN connection that wakes idle workers (Postgres), else None."""
@@ -443,7 +452,9 @@ class Store:
             # last_error first: MySQL's SET sees the values assigned before it.
             lock = (
                 f"UPDATE {TABLE} SET last_error = CASE WHEN locked_at IS NULL THEN last_error "
-                f"ELSE {interrupted} END, locked_at = ?, locked_by = ? WHERE id IN "
+                f"ELSE {interrupted} END, interruptions = CASE WHEN locked_at IS NULL "
+                "THEN interruptions ELSE interruptions + 1 END, locked_at = ?, locked_by = ? "
+                "WHERE id IN "
             )
             sql = self._sql_cache[cache_key] = (due, lock)
         return sql  # type: ignore[return-value]
@@ -532,6 +543,7 @@ class Store:
         run_at: datetime,
         failed_at: datetime | None = None,
         last_run_at: datetime | None = None,
+        interruptions: int = 0,
     ) -> bool:
         """Unlock a job after a run that keeps its row.
 
@@ -542,6 +554,7 @@ class Store:
         sql = (
             f"UPDATE {TABLE} SET attempts = ?, last_error = ?, run_at = ?, failed_at = ?, "
             "last_run_at = COALESCE(?, last_run_at), locked_at = NULL, locked_by = NULL, "
+            "interruptions = ?, "
             "updated_at = ? WHERE id = ? AND locked_by = ?"
         )
         params = (
@@ -550,6 +563,7 @@ class Store:
             self._t(run_at),
             self._t(failed_at),
             self._t(last_run_at),
+            interruptions,
             self._t(now),
             job_id,
             worker,

@@ -45,6 +45,9 @@ T = TypeVar("T")
 #: How often (seconds) an idle SQLite worker checks ``PRAGMA data_version`` to
 #: notice jobs enqueued by other processes without a full poll.
 WATCH_TICK = 0.005
+#: A job whose worker died this many times in a row while running it is
+#: failed (it may be what kills them: a crash, an out-of-memory kill).
+MAX_INTERRUPTIONS = 5
 #: Most jobs one thread reserves in one statement (adaptive batch size).
 MAX_BATCH = 32
 #: The adaptive batch holds about this much (seconds) of work beyond the job
@@ -247,6 +250,9 @@ class Worker:
         success."""
         started = time.perf_counter()
         log.debug("Job %s (id=%s) RUNNING", job.name, job.id, extra={"action": "start_job"})
+        if job.interruptions >= MAX_INTERRUPTIONS:
+            self._give_up(job)
+            return False
         try:
             call = serialize.load(job.handler, allow_pickle=self.config.allow_pickle)
         except HandlerError as exc:
@@ -303,6 +309,37 @@ class Worker:
             _call_hook(target, name, *args)
         except Exception:
             log.exception("the %s hook of job %s raised", name, args[0].id)
+
+    def _give_up(self, job: Job) -> None:
+        """Fail a job that was interrupted too often: it may kill its workers."""
+        now = self._now()
+        error = (
+            f"Interrupted {job.interruptions} times in a row: each time the worker running "
+            "it died (a crash, an out-of-memory kill, a forced restart), so the job may be "
+            "what kills it. Giving up; retry it once the cause is fixed."
+        )
+        log.error(
+            "Job %s (id=%s) FAILED: %s", job.name, job.id, error, extra={"action": "job_failed"}
+        )
+        if job.recurring:
+            self._finish(
+                job,
+                now,
+                attempts=job.attempts + 1,
+                last_error=error,
+                run_at=next_run_after(job.run_at, self._interval(job), now),
+                last_run_at=now,
+            )
+        else:
+            self._finish(
+                job,
+                now,
+                attempts=job.attempts + 1,
+                last_error=error,
+                run_at=job.run_at,
+                failed_at=now,
+                interruptions=job.interruptions,
+            )
 
     def _load_failed(self, job: Job, exc: HandlerError) -> None:
         now = self._now()
