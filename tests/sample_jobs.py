@@ -215,3 +215,12 @@ def exits(code: int = 3) -> None:
 
     calls.append(("exits", code))
     sys.exit(code)
+
+
+@job(priority=-1)
+def kills_its_worker() -> None:
+    """SIGKILLs the process that runs it: a job that crashes its worker
+    (a segfault, an out-of-memory kill). Priority -1: it runs before others."""
+    import signal
+
+    os.kill(os.getpid(), signal.SIGKILL)

@@ -312,14 +312,25 @@ class Worker:
 
     def _give_up(self, job: Job) -> None:
         """Fail a job that was interrupted too often: it may kill its workers."""
-        now = self._now()
-        error = (
+        self._fail_now(
+            job,
             f"Interrupted {job.interruptions} times in a row: each time the worker running "
             "it died (a crash, an out-of-memory kill, a forced restart), so the job may be "
-            "what kills it. Giving up; retry it once the cause is fixed."
+            "what kills it. Giving up; retry it once the cause is fixed.",
         )
+
+    def _load_failed(self, job: Job, exc: HandlerError) -> None:
+        self._fail_now(job, f"Job failed to load: {exc}\nHandler:\n{job.handler[:4000]}")
+
+    def _fail_now(self, job: Job, error: str) -> None:
+        """Fail a job without retries; a recurring row keeps its schedule."""
+        now = self._now()
         log.error(
-            "Job %s (id=%s) FAILED: %s", job.name, job.id, error, extra={"action": "job_failed"}
+            "Job %s (id=%s) FAILED: %s",
+            job.name,
+            job.id,
+            error.split("\n", 1)[0],
+            extra={"action": "job_failed"},
         )
         if job.recurring:
             self._finish(
@@ -339,35 +350,6 @@ class Worker:
                 run_at=job.run_at,
                 failed_at=now,
                 interruptions=job.interruptions,
-            )
-
-    def _load_failed(self, job: Job, exc: HandlerError) -> None:
-        now = self._now()
-        error = f"Job failed to load: {exc}\nHandler:\n{job.handler[:4000]}"
-        log.error(
-            "Job %s (id=%s) FAILED to load: %s",
-            job.name,
-            job.id,
-            exc,
-            extra={"action": "load_failed"},
-        )
-        if job.recurring:  # a recurring row never loses its schedule
-            self._finish(
-                job,
-                now,
-                attempts=job.attempts + 1,
-                last_error=error,
-                run_at=next_run_after(job.run_at, self._interval(job), now),
-                last_run_at=now,
-            )
-        else:
-            self._finish(
-                job,
-                now,
-                attempts=job.attempts + 1,
-                last_error=error,
-                run_at=job.run_at,
-                failed_at=now,
             )
 
     def _run_failed(
