@@ -62,8 +62,12 @@ def make_model(
             table_name = TABLE
 
     DelayedJob._meta.database = database
+    # Without partial indexes (MySQL), failed_at leads, so that failed rows
+    # (kept for inspection, possibly millions) are skipped by the seek.
     ready = DelayedJob.failed_at.is_null() if partial_indexes else None
+    lead = () if partial_indexes else (DelayedJob.failed_at,)
     DelayedJob.add_index(
+        *lead,
         DelayedJob.priority,
         DelayedJob.run_at,
         DelayedJob.id,
@@ -71,6 +75,7 @@ def make_model(
         where=ready,
     )
     DelayedJob.add_index(
+        *lead,
         DelayedJob.queue,
         DelayedJob.priority,
         DelayedJob.run_at,

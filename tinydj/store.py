@@ -102,9 +102,11 @@ MYSQL = Dialect(
 # Postgres: every INSERT statement into delayed_jobs notifies listening
 # workers when its transaction commits (a statement trigger, so a bulk insert
 # sends one notification). Rows written by other programs wake workers too.
+# The payload names the table's schema: the channel is database-wide, and
+# workers of other schemas ignore it.
 _PG_NOTIFY = (
     "CREATE OR REPLACE FUNCTION tinydj_notify() RETURNS trigger LANGUAGE plpgsql AS "
-    "$$ BEGIN PERFORM pg_notify('tinydj_jobs', ''); RETURN NULL; END $$"
+    "$$ BEGIN PERFORM pg_notify('tinydj_jobs', TG_TABLE_SCHEMA); RETURN NULL; END $$"
 )
 _PG_TRIGGER = (
     f"CREATE OR REPLACE TRIGGER tinydj_notify AFTER INSERT ON {TABLE} "
@@ -718,13 +720,17 @@ class Listener:
         self._db = database
         self._channel = channel
         self._conn: Any = None
+        self._schema: str | None = None
 
     def wait(self, timeout: float) -> bool:
         """Block up to ``timeout`` seconds; True if a notification arrived."""
         if self._conn is None:
             conn = self._db._connect()  # type: ignore[attr-defined]  # new raw connection
             try:
-                conn.cursor().execute(f"LISTEN {self._channel}")
+                cursor = conn.cursor()
+                cursor.execute("SELECT current_schema()")
+                self._schema = cursor.fetchone()[0]
+                cursor.execute(f"LISTEN {self._channel}")
             except Exception:
                 conn.close()
                 raise
@@ -736,10 +742,11 @@ class Listener:
                 ready, _, _ = select.select([conn], [], [], timeout)
                 if ready:
                     conn.poll()
-            got = bool(conn.notifies)
+            payloads = [n.payload for n in conn.notifies]
             conn.notifies.clear()
-            return got
-        return any(True for _ in conn.notifies(timeout=timeout, stop_after=1))  # psycopg 3
+        else:  # psycopg 3
+            payloads = [n.payload for n in conn.notifies(timeout=timeout, stop_after=1)]
+        return any(p in (self._schema, "") for p in payloads)
 
     def close(self) -> None:
         conn, self._conn = self._conn, None

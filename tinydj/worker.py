@@ -232,6 +232,7 @@ class Worker:
                     self.store.renew(self.name, self._now(), held)
                 except Exception:
                     log.warning("%s could not renew its leases", self.name, exc_info=True)
+                    self.store.close()  # reconnect next time (the connection may be dead)
         finally:
             self.store.close()
 
