@@ -224,3 +224,21 @@ def kills_its_worker() -> None:
     import signal
 
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+@job(max_attempts=3)
+def fails_with(kind: str) -> None:
+    """Raises an error whose message holds text some databases cannot store:
+    a lone surrogate (a file name decoded with surrogateescape) or a NUL."""
+    text = {"surrogate": b"caf\xe9.txt".decode("utf-8", "surrogateescape"), "nul": "a\x00b"}
+    raise FileNotFoundError(f"no such file: {text[kind]}")
+
+
+@job
+def append_token_and_wait(path: str, token: str, marker: str, timeout: float = 30.0) -> None:
+    """``append_token``, then block until ``marker`` exists: a gate that holds a
+    worker thread until the test lets all of them go at once."""
+    append_token(path, token)
+    deadline = time.monotonic() + timeout
+    while not Path(marker).exists() and time.monotonic() < deadline:
+        time.sleep(0.005)

@@ -108,9 +108,20 @@ def test_cli_shutdown_timeout_interrupts_the_job_in_the_main_thread(
     job = sample_jobs.wait_for_file.send_later(str(out), str(marker))
     env = dict(os.environ, PYTHONPATH=str(TESTS))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tinydj", "work", "--database", sqlite_url, "-q",
-         "--shutdown-timeout", "0.5"],
-        env=env, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "tinydj",
+            "work",
+            "--database",
+            sqlite_url,
+            "-q",
+            "--shutdown-timeout",
+            "0.5",
+        ],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         assert wait_until(lambda: out.exists() and "start" in out.read_text())

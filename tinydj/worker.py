@@ -176,6 +176,7 @@ class Worker:
         self._active_lock = threading.Lock()
         self._finished = threading.Event()
         self._launched = False
+        self._crash: BaseException | None = None
 
     def __repr__(self) -> str:
         return f"<tinydj.Worker {self.name!r}>"
@@ -542,6 +543,11 @@ class Worker:
     def _runner(self) -> None:
         try:
             self._run_loop()
+        except BaseException as exc:
+            self._crash = exc
+            self._stopping.set()
+            log.critical("%s: unexpected error, stopping", self.name, exc_info=True)
+            raise
         finally:
             with self._active_lock:
                 self._active -= 1
@@ -573,7 +579,9 @@ class Worker:
                     idle = False
                     _, _, unstarted = self._work(jobs, done)
                     self._release(unstarted)
-                except Exception:
+                except (peewee.DatabaseError, peewee.InterfaceError, DatabaseBusy, OSError):
+                    # The database went away: wait, reconnect, go on. Any other
+                    # error is a bug and ends the thread (``run()`` re-raises it).
                     pause = min(max(pause * 2, 0.1), MAX_ERROR_PAUSE)
                     log.exception("%s: database error; trying again in %.1f s", self.name, pause)
                     self._stopping.wait(pause)
@@ -644,6 +652,7 @@ class Worker:
             self._active = max(threads, 1)  # 0 threads: the caller runs the loop itself
         self._finished.clear()
         self._stopping.clear()
+        self._crash = None
         self._exit_on_complete = exit_on_complete
         try:
             self._prepare()
@@ -763,6 +772,8 @@ class Worker:
                         break
             finally:
                 self.stop(timeout=shutdown_timeout)
+        if self._crash is not None:
+            raise self._crash
 
 
 # A type for the hook helpers' users (tests, subclasses).
