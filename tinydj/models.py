@@ -8,6 +8,7 @@ The model is the schema: ``Store.ensure_schema`` creates it from here.
 from __future__ import annotations
 
 import peewee
+from playhouse.sqlite_ext import AutoIncrementField
 
 __all__ = ["TABLE", "make_model"]
 
@@ -21,7 +22,11 @@ class _MicroDateTimeField(peewee.DateTimeField):
 
 
 def make_model(
-    database: peewee.Database, *, partial_indexes: bool = True, micro_datetimes: bool = False
+    database: peewee.Database,
+    *,
+    partial_indexes: bool = True,
+    micro_datetimes: bool = False,
+    autoincrement: bool = False,
 ) -> type[peewee.Model]:
     """Return a ``DelayedJob`` model class bound to ``database``.
 
@@ -39,7 +44,7 @@ def make_model(
     DateTime = _MicroDateTimeField if micro_datetimes else peewee.DateTimeField
 
     class DelayedJob(peewee.Model):
-        id = peewee.BigAutoField()
+        id = AutoIncrementField() if autoincrement else peewee.BigAutoField()
         priority = peewee.IntegerField(default=0, constraints=[peewee.SQL("DEFAULT 0")])
         attempts = peewee.IntegerField(default=0, constraints=[peewee.SQL("DEFAULT 0")])
         handler = peewee.TextField()

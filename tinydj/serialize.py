@@ -99,8 +99,10 @@ def resolve(path: str) -> Any:
         raise HandlerError(f"invalid import path {path!r}: expected 'module:qualname'")
     try:
         obj: Any = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise HandlerError(f"cannot import module {module_name!r}: {exc}") from exc
+    except Exception as exc:  # ImportError, but also relative names, errors at import
+        raise HandlerError(
+            f"cannot import module {module_name!r}: {type(exc).__name__}: {exc}"
+        ) from exc
     for part in qualname.split("."):
         try:
             obj = getattr(obj, part)
@@ -329,6 +331,8 @@ def _fast_load(handler: str) -> dict[str, Any] | None:
             doc[key] = json.loads(value)
         except ValueError:
             return None
+        if not _json_safe(doc[key]):  # only what _fast_dump writes (YAML reads it the same)
+            return None
     return doc
 
 
@@ -478,7 +482,9 @@ def _call_from(doc: Any) -> Call:
     max_attempts, timeout = doc.get("max_attempts"), doc.get("timeout")
     if max_attempts is not None and (not isinstance(max_attempts, int) or max_attempts < 1):
         raise HandlerError(f"invalid max_attempts {max_attempts!r}")
-    if timeout is not None and (not isinstance(timeout, int | float) or not timeout > 0):
+    if timeout is not None and (
+        not isinstance(timeout, int | float) or not 0 < timeout <= 365 * 86400
+    ):
         raise HandlerError(f"invalid timeout {timeout!r}")
     if "function" in doc:
         function = doc["function"]

@@ -185,6 +185,7 @@ class Store:
             database,
             partial_indexes=self.dialect.partial_indexes,
             micro_datetimes=self.dialect is MYSQL,
+            autoincrement=self.dialect is SQLITE,
         )
         self._schema_ready = False
         self._schema_lock = threading.Lock()
@@ -258,6 +259,14 @@ class Store:
                 with self._access:
                     return fn()
             except peewee.OperationalError as exc:
+                if "no transaction is active" in str(exc):
+                    # SQLite already rolled back (SQLITE_FULL, IOERR...): peewee's
+                    # ROLLBACK then fails and hides the real error.
+                    cause: BaseException | None = exc.__context__
+                    while cause is not None and "no transaction is active" in str(cause):
+                        cause = cause.__context__
+                    if isinstance(cause, peewee.DatabaseError):
+                        raise cause from None
                 if not _is_busy(exc) or self.db.in_transaction():
                     raise
                 now = time.monotonic()
@@ -294,7 +303,8 @@ class Store:
         if self.dialect is MYSQL:
             # DDL commits implicitly on MySQL: run it on a connection of its
             # own, so that the caller's open transaction is left alone.
-            conn = self.db._connect()  # type: ignore[attr-defined]
+            with peewee.__exception_wrapper__:  # type: ignore[attr-defined]
+                conn = self.db._connect()  # type: ignore[attr-defined]
             try:
                 cursor = conn.cursor()
                 cursor.execute("SELECT GET_LOCK('tinydj_schema', 60)")
@@ -347,7 +357,8 @@ class Store:
                 if self.dialect.text_times:
                     # Under the write lock rowids are handed out in sequence.
                     cursor = self.db.cursor()
-                    cursor.executemany(self._q(sql), params)
+                    with peewee.__exception_wrapper__:  # type: ignore[attr-defined]
+                        cursor.executemany(self._q(sql), params)
                     last = self._execute("SELECT last_insert_rowid()").fetchone()[0]
                     return list(range(last - len(params) + 1, last + 1))
                 ids: list[int] = []

@@ -63,6 +63,11 @@ _ids = itertools.count(1)
 _HOOKS = ("before", "after", "success", "error", "failure")
 
 
+def _storable(text: str) -> str:
+    """Text every database can store: no lone surrogates, no NUL (PostgreSQL)."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
+
+
 def _format_error(exc: BaseException) -> str:
     message = f"{type(exc).__name__}: {exc}"
     return message + "\n" + "".join(traceback.format_exception(exc)).rstrip()
@@ -260,6 +265,9 @@ class Worker:
         except HandlerError as exc:
             self._load_failed(job, exc)
             return False
+        except Exception as exc:  # a loader bug must not leave the job held
+            self._load_failed(job, HandlerError(f"{type(exc).__name__}: {exc}"))
+            return False
         # Delayed::Job hooks apply to the object of an object job.
         hooks = call.target if getattr(call.fn, "__name__", None) == "perform" else None
         timeout = self._timeout_for(call, hooks)
@@ -271,7 +279,7 @@ class Worker:
                 self._alarm,
                 is_async=inspect.iscoroutinefunction(getattr(call.fn, "fn", call.fn)),
             )
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # sys.exit() in a job fails it
             self._guard_hook(hooks, "error", job, exc)
             self._guard_hook(hooks, "after", job)
             self._run_failed(job, call, hooks, exc, time.perf_counter() - started)
@@ -355,7 +363,7 @@ class Worker:
             )
 
     def _run_failed(
-        self, job: Job, call: serialize.Call, hooks: object | None, exc: Exception, took: float
+        self, job: Job, call: serialize.Call, hooks: object | None, exc: BaseException, took: float
     ) -> None:
         now = self._now()
         attempts = job.attempts + 1
@@ -428,6 +436,12 @@ class Worker:
         now = self._now()
         expired = now - timedelta(seconds=self.lock_timeout)
         jobs = self.store.reserve(self.name, now, expired, self.queues, limit, done)
+        if len(jobs) > 1 and any(j.interruptions for j in jobs):
+            # A job whose worker died may be what kills workers: it runs alone,
+            # so that the jobs reserved with it are not interrupted with it.
+            n = next(i for i, j in enumerate(jobs) if j.interruptions) or 1
+            self.store.release(self.name, [j.id for j in jobs[n:]])
+            jobs = jobs[:n]
         with self._held_lock:
             self._held.difference_update(done)
             self._held.update(j.id for j in jobs)
@@ -468,6 +482,8 @@ class Worker:
             self._held.difference_update(ids)
 
     def _finish(self, job: Job, now: datetime, **outcome: Any) -> None:
+        if outcome.get("last_error"):
+            outcome["last_error"] = _storable(outcome["last_error"])
         self._record(lambda: self.store.finish(job.id, self.name, now, **outcome))
         self._unhold((job.id,))
 
@@ -496,7 +512,22 @@ class Worker:
                 return succeeded, failed, [j.id for j in queue[i:]]
             started = time.perf_counter()
             try:
-                ok = self._perform(job)
+                try:
+                    ok = self._perform(job)
+                except (ShutdownInterrupt, KeyboardInterrupt):
+                    raise
+                except Exception as exc:  # e.g. a recurring row with a bad reoccur_in
+                    log.exception("Job %s (id=%s) could not be handled", job.name, job.id)
+                    now = self._now()
+                    self._finish(
+                        job,
+                        now,
+                        attempts=job.attempts + 1,
+                        last_error=_format_error(exc),
+                        run_at=now + timedelta(hours=1),
+                        failed_at=None if job.recurring else now,
+                    )
+                    ok = False
             except ShutdownInterrupt:
                 log.warning(
                     "Job %s (id=%s) INTERRUPTED by the shutdown deadline; it will run again",
