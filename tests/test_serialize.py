@@ -280,3 +280,19 @@ def test_fast_lane_is_used_for_plain_calls() -> None:
         assert serialize._fast_load(text) is None
         loaded = serialize.load(text).args[0]
         assert loaded == unusual or (loaded != loaded and unusual != unusual)
+
+
+def test_allowed_modules_limit_what_a_handler_can_name() -> None:
+    allowed = ("sample_jobs",)
+    ok = serialize.dump_call(sample_jobs.record, (sample_jobs.Report("r"),), {})
+    assert serialize.load(ok, allowed_modules=allowed).fn is sample_jobs.record
+    for handler in (
+        'tinydj: 1\nfunction: os:system\nargs: ["true"]\n',
+        'tinydj: 1\nfunction: builtins:eval\nargs: ["1"]\n',
+        "tinydj: 1\nfunction: sample_jobs:record\nargs: [!tinydj/ref 'os:system']\n",
+        "tinydj: 1\nobject: !tinydj/object {class: 'pathlib:Path', attributes: {}}\n"
+        "method: unlink\n",
+        "tinydj: 1\nfunction: sample_jobs_evil:run\n",
+    ):
+        with pytest.raises(HandlerError, match="outside the allowed modules"):
+            serialize.load(handler, allowed_modules=allowed)

@@ -362,3 +362,15 @@ def test_old_tables_get_new_columns(db_url: str, clock: FakeClock) -> None:
     assert tinydj.Worker(config=fresh).work_off() == (1, 0)
     config.store.close()
     fresh.store.close()
+
+
+def test_allowed_modules_fail_jobs_from_elsewhere(db_url: str, clock: FakeClock) -> None:
+    config = tinydj.configure(db_url, clock=clock, allowed_modules=["sample_jobs"])
+    sample_jobs.record.send_later("fine")
+    tinydj.send_later(print, "not allowed")
+    assert tinydj.Worker(config=config).work_off() == (1, 1)
+    (row,) = tinydj.list_jobs()
+    assert row.failed and "outside the allowed modules" in (row.last_error or "")
+    with pytest.raises(TypeError):
+        tinydj.configure(db_url, allowed_modules=[3])
+    config.store.close()

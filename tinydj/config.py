@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, TypedDict
 from urllib.parse import urlparse
@@ -52,6 +53,7 @@ class Options(TypedDict, total=False):
     busy_timeout: float
     synchronous: str
     clock: Clock
+    allowed_modules: Sequence[str] | None
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,9 @@ class Config:
     url: str | None = None
     #: Source of "now" for enqueueing and (by default) for workers.
     clock: Clock = utcnow
+    #: If set, workers load functions, classes and models only from these
+    #: modules (and their submodules).
+    allowed_modules: tuple[str, ...] | None = None
 
 
 _lock = threading.Lock()
@@ -154,7 +159,9 @@ def configure(database: str | peewee.Database | None = None, **options: Any) -> 
 
     Options: ``max_attempts`` (default 25), ``allow_pickle`` (default True;
     False refuses cloudpickle payloads when enqueueing and when running),
-    ``clock`` (a function returning the current UTC datetime, for tests; see
+    ``allowed_modules`` (module names: workers then load functions, classes
+    and models only from these and their submodules), ``clock`` (a function
+    returning the current UTC datetime, for tests; see
     ``tinydj.testing.FakeClock``), and for SQLite URLs ``busy_timeout``
     (seconds) and ``synchronous``.
 
@@ -197,10 +204,23 @@ def configure(database: str | peewee.Database | None = None, **options: Any) -> 
         allow_pickle=bool(options.get("allow_pickle", True)),
         url=url,
         clock=options.get("clock", utcnow),
+        allowed_modules=_modules(options.get("allowed_modules")),
     )
     with _lock:
         _current = config
     return config
+
+
+def _modules(value: object) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = (value,)
+    if not isinstance(value, list | tuple | set | frozenset) or not all(
+        isinstance(m, str) and m for m in value
+    ):
+        raise TypeError(f"allowed_modules must be a list of module names, not {value!r}")
+    return tuple(value)
 
 
 def get_config() -> Config:

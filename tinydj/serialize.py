@@ -111,6 +111,18 @@ def resolve(path: str) -> Any:
     return obj
 
 
+def check_allowed(path: str, allowed: tuple[str, ...] | None) -> None:
+    """Refuse an import path outside ``allowed`` module prefixes (if given)."""
+    if allowed is None:
+        return
+    module = path.partition(":")[0]
+    if not any(module == prefix or module.startswith(prefix + ".") for prefix in allowed):
+        raise HandlerError(
+            f"{path} is outside the allowed modules ({', '.join(allowed) or 'none'}): "
+            "see configure(allowed_modules=...)"
+        )
+
+
 def import_path(obj: Any) -> str | None:
     """``module:qualname`` under which ``obj`` can be imported again, or None."""
     module = _module_name(obj)
@@ -396,6 +408,13 @@ def dump_object(obj: Any, *, allow_pickle: bool = True, max_attempts: int | None
 
 class _Loader(_SafeLoader):  # type: ignore[misc]
     allow_pickle = True
+    allowed: tuple[str, ...] | None = None
+
+    def resolve_path(self, path: Any) -> Any:
+        if not isinstance(path, str):
+            raise HandlerError(f"invalid import path {path!r}")
+        check_allowed(path, self.allowed)
+        return resolve(path)
 
 
 class _StrictLoader(_Loader):
@@ -418,7 +437,7 @@ def _load_model(loader: Any, node: Any) -> Any:
     path, pk = spec.get("model"), spec.get("pk")
     if not isinstance(path, str):
         raise HandlerError(f"invalid model reference: {spec!r}")
-    model = resolve(path)
+    model = loader.resolve_path(path)
     if not (isinstance(model, type) and issubclass(model, peewee.Model)):
         raise HandlerError(f"{path} is not a peewee model")
     try:
@@ -434,7 +453,7 @@ def _load_object(loader: Any, node: Any) -> Any:
     path, attributes = spec.get("class"), spec.get("attributes") or {}
     if not isinstance(path, str) or not isinstance(attributes, dict):
         raise HandlerError(f"invalid object: {spec!r}")
-    cls = resolve(path)
+    cls = loader.resolve_path(path)
     if not isinstance(cls, type):
         raise HandlerError(f"{path} is not a class")
     obj: Any = object.__new__(cls)
@@ -443,7 +462,7 @@ def _load_object(loader: Any, node: Any) -> Any:
 
 
 def _load_ref(loader: Any, node: Any) -> Any:
-    return resolve(loader.construct_scalar(node))
+    return loader.resolve_path(loader.construct_scalar(node))
 
 
 _Loader.add_constructor("!tinydj/pickle", _load_pickle)
@@ -455,23 +474,33 @@ _Loader.add_constructor("!tinydj/decimal", lambda ld, n: Decimal(ld.construct_sc
 _Loader.add_constructor("!tinydj/uuid", lambda ld, n: uuid.UUID(ld.construct_scalar(n)))
 
 
-def load(handler: str, *, allow_pickle: bool = True) -> Call:
-    """Load a handler into a ``Call``; raise ``HandlerError`` saying why not."""
+def load(
+    handler: str, *, allow_pickle: bool = True, allowed_modules: tuple[str, ...] | None = None
+) -> Call:
+    """Load a handler into a ``Call``; raise ``HandlerError`` saying why not.
+
+    ``allowed_modules``: if given, functions, classes and models may only
+    come from these modules (and their submodules).
+    """
     fast = _fast_load(handler)
     if fast is not None:
-        return _call_from(fast)
+        return _call_from(fast, allowed_modules)
+    loader = (_Loader if allow_pickle else _StrictLoader)(handler)
+    loader.allowed = allowed_modules
     try:
-        doc = yaml.load(handler, Loader=_Loader if allow_pickle else _StrictLoader)
+        doc = loader.get_single_data()
     except HandlerError:
         raise
     except yaml.YAMLError as exc:
         raise HandlerError(f"the handler is not valid YAML: {_one_line(exc)}") from exc
     except Exception as exc:
         raise HandlerError(f"cannot load the handler: {type(exc).__name__}: {exc}") from exc
-    return _call_from(doc)
+    finally:
+        loader.dispose()
+    return _call_from(doc, allowed_modules)
 
 
-def _call_from(doc: Any) -> Call:
+def _call_from(doc: Any, allowed: tuple[str, ...] | None = None) -> Call:
     if not isinstance(doc, dict) or "tinydj" not in doc:
         raise HandlerError("the handler is not a tinydj job (no 'tinydj:' format marker)")
     if doc["tinydj"] != FORMAT:
@@ -489,6 +518,7 @@ def _call_from(doc: Any) -> Call:
     if "function" in doc:
         function = doc["function"]
         if isinstance(function, str):
+            check_allowed(function, allowed)
             fn, name = resolve(function), function
         else:
             fn, name = function, getattr(function, "__qualname__", "<callable>")

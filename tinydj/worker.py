@@ -261,7 +261,11 @@ class Worker:
             self._give_up(job)
             return False
         try:
-            call = serialize.load(job.handler, allow_pickle=self.config.allow_pickle)
+            call = serialize.load(
+                job.handler,
+                allow_pickle=self.config.allow_pickle,
+                allowed_modules=self.config.allowed_modules,
+            )
         except HandlerError as exc:
             self._load_failed(job, exc)
             return False
