@@ -1,0 +1,150 @@
+"""Jobs and helpers shared by the benchmark processes (tinydj, huey, raw sqlite3).
+
+This module is imported by path (``bench_jobs``) in every process of a
+benchmark: the benchmark itself, ``python -m tinydj work`` workers and huey
+consumers, so ``benchmarks/`` must be on ``PYTHONPATH`` (``run.py`` does that).
+Benchmarks only: nothing here is part of tinydj.
+"""
+
+from __future__ import annotations
+
+import queue
+import socket
+import sqlite3
+import time
+from types import SimpleNamespace
+from typing import Any
+
+import tinydj
+
+# -- tinydj jobs ---------------------------------------------------------------
+
+
+@tinydj.job
+def noop(*args: Any, **kwargs: Any) -> None:
+    """The job every throughput benchmark runs: does nothing."""
+
+
+#: Pickup latencies (seconds) recorded by ``probe_local`` in this process.
+LOCAL: queue.SimpleQueue[float] = queue.SimpleQueue()
+
+
+@tinydj.job
+def probe_local(t0: float) -> None:
+    """Record ``perf_counter() - t0`` where ``t0`` was taken just before enqueueing."""
+    LOCAL.put(time.perf_counter() - t0)
+
+
+@tinydj.job
+def probe_udp(t0: float, port: int) -> None:
+    """Send ``time.time() - t0`` (seconds, as text) to the benchmark on ``port``."""
+    started = time.time()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.sendto(repr(started - t0).encode(), ("127.0.0.1", port))
+
+
+# -- the same jobs for huey ----------------------------------------------------
+
+
+def _huey_noop(*args: Any, **kwargs: Any) -> None:
+    pass
+
+
+def _huey_probe_local(t0: float) -> None:
+    LOCAL.put(time.perf_counter() - t0)
+
+
+def _huey_probe_udp(t0: float, port: int) -> None:
+    started = time.time()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.sendto(repr(started - t0).encode(), ("127.0.0.1", port))
+
+
+def make_huey(path: str, **options: Any) -> tuple[Any, SimpleNamespace]:
+    """A ``SqliteHuey`` on ``path`` with its defaults, and the benchmark tasks.
+
+    Task names are fixed, so that a consumer in another process that calls
+    ``make_huey`` on the same file finds them.
+    """
+    from huey import SqliteHuey
+
+    huey = SqliteHuey("bench", filename=path, **options)
+    tasks = SimpleNamespace(
+        noop=huey.task(name="noop")(_huey_noop),
+        probe_local=huey.task(name="probe_local")(_huey_probe_local),
+        probe_udp=huey.task(name="probe_udp")(_huey_probe_udp),
+    )
+    return huey, tasks
+
+
+def huey_consumer_main(path: str, workers: int, worker_type: str, delay: float) -> None:
+    """Run a huey consumer on ``path`` in the foreground until SIGINT (graceful).
+
+    ``delay`` is both the initial and the maximum polling delay of an idle
+    worker (huey's ``-d`` and ``-m``).
+    """
+    from huey.consumer import Consumer
+
+    huey, _ = make_huey(path)
+    consumer = Consumer(
+        huey,
+        workers=workers,
+        worker_type=worker_type,
+        periodic=False,
+        initial_delay=delay,
+        max_delay=delay,
+        check_worker_health=False,
+    )
+    consumer.run()
+
+
+# -- the raw-sqlite floor --------------------------------------------------------
+
+FLOOR_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS jobs (id INTEGER PRIMARY KEY, run_at REAL NOT NULL, "
+    "locked_at REAL, locked_by TEXT, payload TEXT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS jobs_ready ON jobs (run_at, id) WHERE locked_at IS NULL",
+)
+FLOOR_INSERT = "INSERT INTO jobs (run_at, payload) VALUES (?, ?)"
+FLOOR_LOCK = (
+    "UPDATE jobs SET locked_at = ?, locked_by = ? WHERE id = ("
+    "SELECT id FROM jobs WHERE locked_at IS NULL AND run_at <= ? ORDER BY run_at, id LIMIT 1"
+    ") RETURNING id, payload"
+)
+FLOOR_DELETE = "DELETE FROM jobs WHERE id = ?"
+
+
+def floor_payload(i: int) -> str:
+    """A payload of about the size of tinydj's handler for ``noop(i)``."""
+    return f"tinydj: 1\nfunction: bench_jobs:noop\nargs: [{i}]\n"
+
+
+def floor_connect(path: str) -> sqlite3.Connection:
+    """An autocommit connection: each statement is its own transaction."""
+    conn = sqlite3.connect(path, timeout=10.0, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=wal")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    for sql in FLOOR_SCHEMA:
+        conn.execute(sql)
+    return conn
+
+
+def floor_drain(path: str, name: str) -> int:
+    """Lock (UPDATE ... RETURNING) and delete due jobs one by one until none is left.
+
+    Each statement is its own transaction: two commits per job.
+    """
+    conn = floor_connect(path)
+    done = 0
+    try:
+        while True:
+            now = time.time()
+            rows = conn.execute(FLOOR_LOCK, (now, name, now)).fetchall()
+            if not rows:
+                return done
+            row = rows[0]
+            _huey_noop(row[1])
+            conn.execute(FLOOR_DELETE, (row[0],))
+            done += 1
+    finally:
+        conn.close()
