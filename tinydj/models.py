@@ -88,7 +88,13 @@ def make_model(
         name="delayed_jobs_queue_ready",
         where=ready,
     )
-    DelayedJob.add_index(DelayedJob.key, name="delayed_jobs_key", unique=True)
+    # Most jobs have no key: a partial index keeps them out of it.
+    DelayedJob.add_index(
+        DelayedJob.key,
+        name="delayed_jobs_key",
+        unique=True,
+        where=DelayedJob.key.is_null(False) if partial_indexes else None,
+    )
     DelayedJob.add_index(
         DelayedJob.locked_by,
         name="delayed_jobs_locked_by",

@@ -299,6 +299,10 @@ def _json_safe(value: Any, depth: int = 0) -> bool:
     return False
 
 
+_encode = json.JSONEncoder(ensure_ascii=False).encode
+_decode = json.JSONDecoder().decode
+
+
 def _fast_dump(
     path: str, args: Any, kwargs: Any, max_attempts: int | None, timeout: float | None
 ) -> str | None:
@@ -312,39 +316,42 @@ def _fast_dump(
         return None
     text = f"tinydj: {FORMAT}\nfunction: {path}\n"
     if args:
-        text += f"args: {json.dumps(args, ensure_ascii=False)}\n"
+        text += f"args: {_encode(args)}\n"
     if kwargs:
-        text += f"kwargs: {json.dumps(kwargs, ensure_ascii=False)}\n"
+        text += f"kwargs: {_encode(kwargs)}\n"
     if max_attempts is not None:
         text += f"max_attempts: {max_attempts}\n"
     if timeout is not None:
-        text += f"timeout: {json.dumps(timeout)}\n"
+        text += f"timeout: {_encode(timeout)}\n"
     return text
 
 
+_FAST_PREFIX = "tinydj: 1\nfunction: "
+
+
 def _fast_load(handler: str) -> dict[str, Any] | None:
-    if not handler.startswith("tinydj: 1\nfunction: "):
+    if not handler.startswith(_FAST_PREFIX):
         return None
-    doc: dict[str, Any] = {}
-    for line in handler.split("\n"):
+    lines = handler[len(_FAST_PREFIX) :].split("\n")
+    path = lines[0]
+    if not _PLAIN_PATH.fullmatch(path):
+        return None
+    doc: dict[str, Any] = {"tinydj": FORMAT, "function": path}
+    for line in lines[1:]:
         if not line:
             continue
         key, sep, value = line.partition(": ")
         if not sep or key not in _FAST_KEYS or key in doc:
             return None
-        if key == "function":
-            if not _PLAIN_PATH.fullmatch(value):
-                return None
-            doc[key] = value
-            continue
         if _EXPONENT.search(value):
             return None
         try:
-            doc[key] = json.loads(value)
+            decoded = _decode(value)
         except ValueError:
             return None
-        if not _json_safe(doc[key]):  # only what _fast_dump writes (YAML reads it the same)
+        if not _json_safe(decoded):  # only what _fast_dump writes (YAML reads it the same)
             return None
+        doc[key] = decoded
     return doc
 
 

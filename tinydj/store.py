@@ -69,7 +69,7 @@ class Dialect:
     concat: str = "({})"
     concat_sep: str = " || "
     #: Start of an upsert on the unique key, and how it names the new values.
-    on_conflict: str = 'ON CONFLICT ("key") DO UPDATE SET'
+    on_conflict: str = 'ON CONFLICT ("key") WHERE "key" IS NOT NULL DO UPDATE SET'
     excluded: str = "excluded.{}"
     #: How an upsert names the existing row's columns.
     existing: str = "delayed_jobs.{}"
@@ -342,7 +342,17 @@ class Store:
         self.ensure_schema()
         t = self._t(now)
         params = [
-            (j.priority, 0, j.handler, self._t(j.run_at), j.queue, j.key, j.reoccur_in, t, t)
+            (
+                j.priority,
+                0,
+                j.handler,
+                t if j.run_at is now else self._t(j.run_at),
+                j.queue,
+                j.key,
+                j.reoccur_in,
+                t,
+                t,
+            )
             for j in jobs
         ]
         sql = f"INSERT INTO {TABLE} {_INSERT_COLS} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"

@@ -180,11 +180,20 @@ class Task(Generic[P, R]):
         """
         config = get_config()
         now = _now(config)
+        target = self.fn if serialize.import_path(self) is None else self  # resolved once
+        queue, priority = self.options.queue, self.options.priority
         rows = []
         for call in calls:
             args, kwargs = ((), dict(call)) if isinstance(call, dict) else (tuple(call), {})
-            handler = self._handler(config, args, kwargs)
-            rows.append(NewJob(handler, self.options.queue, self.options.priority, now))
+            handler = serialize.dump_call(
+                target,
+                args,
+                kwargs,
+                allow_pickle=config.allow_pickle,
+                max_attempts=self.options.max_attempts,
+                timeout=self.options.timeout,
+            )
+            rows.append(NewJob(handler, queue, priority, now))
         return config.store.insert(rows, now)
 
 

@@ -26,7 +26,7 @@ from typing import Any
 
 from .errors import JobTimeout
 
-__all__ = ["MainThreadAlarm", "ShutdownInterrupt", "run_with_timeout"]
+__all__ = ["MainThreadAlarm", "ShutdownInterrupt", "complete", "run_with_timeout"]
 
 
 class ShutdownInterrupt(BaseException):
@@ -55,6 +55,11 @@ def _complete(result: Any, timeout: float | None, started: float) -> Any:
         raise JobTimeout(
             f"the job ran longer than its timeout of {timeout:g} s and was cancelled"
         ) from None
+
+
+def complete(result: Any) -> Any:
+    """Finish a job's result without a deadline: await it if it is awaitable."""
+    return _complete(result, None, 0.0) if inspect.isawaitable(result) else result
 
 
 class MainThreadAlarm:

@@ -35,7 +35,7 @@ from .schedule import Clock, backoff, next_run_after, parse_every, to_naive_utc
 from .signals import on_stop
 from .store import Listener
 from .tasks import recurring_tasks, upsert_recurring
-from .timeouts import MainThreadAlarm, ShutdownInterrupt, run_with_timeout
+from .timeouts import MainThreadAlarm, ShutdownInterrupt, complete, run_with_timeout
 
 __all__ = ["Worker"]
 
@@ -256,7 +256,8 @@ class Worker:
         success, which the caller acknowledges (in batches). Returns True on
         success."""
         started = time.perf_counter()
-        log.debug("Job %s (id=%s) RUNNING", job.name, job.id, extra={"action": "start_job"})
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("Job %s (id=%s) RUNNING", job.name, job.id, extra={"action": "start_job"})
         if job.interruptions >= MAX_INTERRUPTIONS:
             self._give_up(job)
             return False
@@ -276,20 +277,26 @@ class Worker:
         hooks = call.target if getattr(call.fn, "__name__", None) == "perform" else None
         timeout = self._timeout_for(call, hooks)
         try:
-            _call_hook(hooks, "before", job)
-            run_with_timeout(
-                lambda: call.fn(*call.args, **call.kwargs),
-                timeout,
-                self._alarm,
-                is_async=inspect.iscoroutinefunction(getattr(call.fn, "fn", call.fn)),
-            )
+            if hooks is not None:
+                _call_hook(hooks, "before", job)
+            if timeout is None and self._alarm is None:
+                complete(call.fn(*call.args, **call.kwargs))  # the common case: no deadline
+            else:
+                run_with_timeout(
+                    lambda: call.fn(*call.args, **call.kwargs),
+                    timeout,
+                    self._alarm,
+                    is_async=inspect.iscoroutinefunction(getattr(call.fn, "fn", call.fn)),
+                )
         except (Exception, SystemExit) as exc:  # sys.exit() in a job fails it
-            self._guard_hook(hooks, "error", job, exc)
-            self._guard_hook(hooks, "after", job)
+            if hooks is not None:
+                self._guard_hook(hooks, "error", job, exc)
+                self._guard_hook(hooks, "after", job)
             self._run_failed(job, call, hooks, exc, time.perf_counter() - started)
             return False
-        self._guard_hook(hooks, "success", job)
-        self._guard_hook(hooks, "after", job)
+        if hooks is not None:
+            self._guard_hook(hooks, "success", job)
+            self._guard_hook(hooks, "after", job)
         if job.recurring:
             now = self._now()
             self._finish(
