@@ -15,6 +15,7 @@ from pathlib import Path
 
 import peewee
 import pytest
+from proc_helpers import Processes
 
 import tinydj
 from tinydj.testing import FakeClock
@@ -147,3 +148,14 @@ def isolated_registry() -> Iterator[None]:
     yield
     tasks._recurring.clear()
     tasks._recurring.update(saved)
+
+
+@pytest.fixture
+def procs(tmp_path: Path) -> Iterator[Processes]:
+    """The ``tinydj`` subprocesses of one test (see ``proc_helpers.Processes``);
+    whatever is still running at teardown is killed."""
+    processes = Processes(tmp_path)
+    try:
+        yield processes
+    finally:
+        processes.cleanup()

@@ -1,7 +1,8 @@
 """The command line, through real processes: ``python -m tinydj`` and ``tinydj``.
 
-Every child process is bounded by a timeout and killed in ``finally``; waits
-for a condition poll with a deadline. Jobs are enqueued in this process
+Every child process is bounded by a timeout and killed in ``finally`` (the
+background workers by the ``procs`` fixture); waits for a condition poll with
+a deadline. Jobs are enqueued in this process
 (``tinydj.configure(url)``) and run by the child, which imports them by path
 (``PYTHONPATH`` holds the tests directory, so ``sample_jobs`` imports).
 """
@@ -9,26 +10,26 @@ for a condition poll with a deadline. Jobs are enqueued in this process
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
 import peewee
+import proc_helpers
 import pytest
 import sample_jobs
+from proc_helpers import Processes, child_env, read_lines, tinydj_command
 
 import tinydj
 
 T = TypeVar("T")
 
-TESTS = Path(__file__).resolve().parent
 #: The console script installed next to this interpreter (the venv's bin).
 SCRIPT = Path(sys.executable).parent / "tinydj"
 #: Longest any single CLI run may take before the test fails (it is killed).
@@ -42,22 +43,9 @@ PAST = "2000-01-01 00:00:00.000000"
 # -- helpers ---------------------------------------------------------------
 
 
-def cli_env(*, pythonpath: Sequence[Path] = (), **extra: str) -> dict[str, str]:
-    """The environment of a child: no TINYDJ_DATABASE_URL unless given."""
-    env = {k: v for k, v in os.environ.items() if k != "TINYDJ_DATABASE_URL"}
-    paths = [str(TESTS), *map(str, pythonpath)]
-    if env.get("PYTHONPATH"):
-        paths.append(env["PYTHONPATH"])
-    env["PYTHONPATH"] = os.pathsep.join(paths)
-    env["PYTHONUNBUFFERED"] = "1"
-    env.update(extra)
-    return env
-
-
 def command(*args: str, script: bool = False) -> list[str]:
-    if script:
-        return [str(SCRIPT), *args]
-    return [sys.executable, "-m", "tinydj", *args]
+    """``tinydj ARGS`` as ``python -m tinydj``, or through the console script."""
+    return [str(SCRIPT), *args] if script else tinydj_command(*args)
 
 
 def run_cli(
@@ -72,7 +60,7 @@ def run_cli(
         return subprocess.run(
             command(*args, script=script),
             cwd=cwd,
-            env=env or cli_env(),
+            env=env or child_env(),
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -122,55 +110,29 @@ def wait_until(
     proc: subprocess.Popen[bytes] | None = None,
     log: Path | None = None,
 ) -> T:
-    """Poll ``predicate`` until it is truthy; fail after ``timeout`` or if
-    ``proc`` exits first."""
-    deadline = time.monotonic() + timeout
-    while True:
+    """``proc_helpers.wait_until`` with this file's defaults (``DEADLINE``,
+    polls every 10 ms), failing at once if ``proc`` exits first; a failure
+    shows ``log``."""
+
+    def condition() -> T:
         value = predicate()
-        if value:
-            return value
-        if proc is not None and proc.poll() is not None:
+        if not value and proc is not None and proc.poll() is not None:
             pytest.fail(f"worker exited ({proc.returncode}) before {what}:\n{read(log)}")
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}:\n{read(log)}")
-        time.sleep(0.01)
+        return value
+
+    return proc_helpers.wait_until(
+        condition, timeout, what, interval=0.01, details=lambda: read(log)
+    )
 
 
 def read(path: Path | None) -> str:
     return path.read_text() if path is not None and path.exists() else ""
 
 
-def lines_of(path: Path) -> list[str]:
-    return read(path).splitlines()
-
-
-@contextlib.contextmanager
-def worker_process(
-    *args: str, cwd: Path, log: Path, env: dict[str, str] | None = None
-) -> Iterator[subprocess.Popen[bytes]]:
-    """``tinydj work ARGS`` in the background, stderr to ``log``; killed on exit."""
-    with log.open("wb") as stderr:
-        proc = subprocess.Popen(
-            command("work", *args),
-            cwd=cwd,
-            env=env or cli_env(),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=stderr,
-        )
-    try:
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(timeout=RUN_TIMEOUT)
-
-
-def wait_exit(proc: subprocess.Popen[bytes], log: Path, timeout: float = DEADLINE) -> int:
-    try:
-        return proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"worker still running {timeout} s after it was told to stop:\n{read(log)}")
+def start_worker(procs: Processes, url: str) -> tuple[subprocess.Popen[bytes], Path]:
+    """``tinydj work --database URL`` (no other option) in the background as
+    ``procs`` process ``"worker"``: the process, and its log (stdout and stderr)."""
+    return procs.spawn("worker", "work", "--database", url), procs.log_path("worker")
 
 
 def parse_stats(stdout: str) -> dict[str, int]:
@@ -186,26 +148,26 @@ def naive_utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
-@pytest.fixture
-def sqlite_db(sqlite_url: str) -> Iterator[tinydj.Config]:
-    """tinydj in this process pointed at the SQLite file the children use."""
+def _configured(url: str) -> Iterator[tinydj.Config]:
+    """tinydj in this process on ``url``, the table created; closed afterwards."""
     sample_jobs.reset()
-    cfg = tinydj.configure(sqlite_url)
+    cfg = tinydj.configure(url)
     tinydj.create_tables()
     yield cfg
     cfg.store.close()
     cfg.database.close()
+
+
+@pytest.fixture
+def sqlite_db(sqlite_url: str) -> Iterator[tinydj.Config]:
+    """tinydj in this process pointed at the SQLite file the children use."""
+    yield from _configured(sqlite_url)
 
 
 @pytest.fixture
 def any_db(db_url: str) -> Iterator[tinydj.Config]:
     """Like ``sqlite_db``, on every database (Postgres when TINYDJ_TEST_PG_URL is set)."""
-    sample_jobs.reset()
-    cfg = tinydj.configure(db_url)
-    tinydj.create_tables()
-    yield cfg
-    cfg.store.close()
-    cfg.database.close()
+    yield from _configured(db_url)
 
 
 # -- help and usage errors -------------------------------------------------
@@ -394,7 +356,7 @@ def test_work_exit_on_complete_runs_all_jobs(
     assert len(tinydj.list_jobs()) == 4
 
     result = ok(run_cli("work", "--database", db_url, "--exit-on-complete", cwd=tmp_path))
-    assert lines_of(out) == ["one", "two", "three"]  # each once, in order
+    assert read_lines(out) == ["one", "two", "three"]  # each once, in order
     assert tinydj.list_jobs() == []
     assert "COMPLETED" in result.stderr  # INFO logging is on by default
 
@@ -415,7 +377,7 @@ def test_work_threads_and_quiet(tmp_path: Path, sqlite_url: str, sqlite_db: tiny
             cwd=tmp_path,
         )
     )
-    assert sorted(lines_of(out), key=int) == [str(i) for i in range(8)]
+    assert sorted(read_lines(out), key=int) == [str(i) for i in range(8)]
     assert tinydj.list_jobs() == []
     assert "COMPLETED" not in result.stderr
 
@@ -444,7 +406,7 @@ def test_exit_on_complete_exits_zero_when_jobs_fail(
 
     # First failure: a retry is scheduled seconds later, so nothing is due.
     result = ok(run_cli("work", "--database", sqlite_url, "--exit-on-complete", cwd=tmp_path))
-    assert lines_of(out) == ["fine"]
+    assert read_lines(out) == ["fine"]
     job = tinydj.get_job(failing.id)
     assert job is not None
     assert job.attempts == 1 and not job.failed and not job.locked
@@ -459,7 +421,7 @@ def test_exit_on_complete_exits_zero_when_jobs_fail(
     assert job is not None
     assert job.failed and job.attempts == 2 and not job.locked
     assert "permanently" in result.stderr
-    assert lines_of(out) == ["fine"]
+    assert read_lines(out) == ["fine"]
 
 
 def test_list_stats_retry_of_a_failed_job(
@@ -530,10 +492,10 @@ def test_database_from_environment(
     sample_jobs.append_line.send_later(str(out), "from env")
     cwd = tmp_path / "elsewhere"
     cwd.mkdir()
-    env = cli_env(TINYDJ_DATABASE_URL=sqlite_url)
+    env = child_env({"TINYDJ_DATABASE_URL": sqlite_url})
 
     ok(run_cli("work", "--exit-on-complete", cwd=cwd, env=env))
-    assert lines_of(out) == ["from env"]
+    assert read_lines(out) == ["from env"]
     assert tinydj.list_jobs() == []
     assert not (cwd / "tinydj.sqlite3").exists()
 
@@ -551,7 +513,7 @@ def test_default_database_is_tinydj_sqlite3_in_cwd(tmp_path: Path) -> None:
         stats = parse_stats(ok(run_cli("stats", cwd=tmp_path)).stdout)
         assert stats["ready"] == 1
         ok(run_cli("work", "--exit-on-complete", cwd=tmp_path))
-        assert lines_of(out) == ["default db"]
+        assert read_lines(out) == ["default db"]
         assert tinydj.get_job(job.id) is None
     finally:
         cfg.store.close()
@@ -571,7 +533,7 @@ def test_console_script_imports_app_from_cwd(tmp_path: Path) -> None:
         "        f.write('tick\\n')\n"
     )
     # Neither the tests directory nor tmp_path is on PYTHONPATH here.
-    env = {k: v for k, v in cli_env().items() if k != "PYTHONPATH"}
+    env = {k: v for k, v in child_env().items() if k != "PYTHONPATH"}
     for _ in range(2):  # the second run finds the row not due yet
         result = ok(
             run_cli(
@@ -584,7 +546,7 @@ def test_console_script_imports_app_from_cwd(tmp_path: Path) -> None:
                 script=True,
             )
         )
-    assert lines_of(ticks) == ["tick"]
+    assert read_lines(ticks) == ["tick"]
     assert (tmp_path / "tinydj.sqlite3").exists()
     assert "started" in result.stderr
 
@@ -605,20 +567,20 @@ def test_console_script_imports_app_from_cwd(tmp_path: Path) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_signal_lets_the_running_job_finish(
-    tmp_path: Path, sqlite_url: str, sqlite_db: tinydj.Config, signum: int
+    tmp_path: Path, sqlite_url: str, sqlite_db: tinydj.Config, procs: Processes, signum: int
 ) -> None:
-    out, log = tmp_path / "out.txt", tmp_path / "worker.log"
+    out = tmp_path / "out.txt"
     running = sample_jobs.slow_append.send_later(str(out), "a", 1.5)
     queued = sample_jobs.append_line.with_options(priority=10).send_later(str(out), "second")
 
-    with worker_process("--database", sqlite_url, cwd=tmp_path, log=log) as proc:
-        wait_until(lambda: "start a" in lines_of(out), "the job to start", proc=proc, log=log)
-        proc.send_signal(signum)
-        status = wait_exit(proc, log)
+    proc, log = start_worker(procs, sqlite_url)
+    wait_until(lambda: "start a" in read_lines(out), "the job to start", proc=proc, log=log)
+    proc.send_signal(signum)
+    status = procs.wait("worker", DEADLINE)
 
     assert status == 0, read(log)
     assert "Traceback" not in read(log)
-    assert lines_of(out) == ["start a", "done a"]  # finished, ran once, nothing new started
+    assert read_lines(out) == ["start a", "done a"]  # finished, ran once, nothing new started
     assert tinydj.get_job(running.id) is None
     left = tinydj.get_job(queued.id)
     assert left is not None and not left.locked and left.attempts == 0
@@ -626,38 +588,37 @@ def test_signal_lets_the_running_job_finish(
 
 @pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-def test_signal_stops_an_idle_worker(tmp_path: Path, sqlite_url: str, signum: int) -> None:
-    log = tmp_path / "worker.log"
-    with worker_process("--database", sqlite_url, cwd=tmp_path, log=log) as proc:
-        wait_until(lambda: "started" in read(log), "the worker to start", proc=proc, log=log)
-        proc.send_signal(signum)
-        status = wait_exit(proc, log)
+def test_signal_stops_an_idle_worker(sqlite_url: str, procs: Processes, signum: int) -> None:
+    proc, log = start_worker(procs, sqlite_url)
+    wait_until(lambda: "started" in read(log), "the worker to start", proc=proc, log=log)
+    proc.send_signal(signum)
+    status = procs.wait("worker", DEADLINE)
     assert status == 0, read(log)
     assert "stopped" in read(log) and "Traceback" not in read(log)
 
 
 @pytest.mark.slow
 def test_second_sigint_exits_at_once_and_the_job_is_reclaimed_later(
-    tmp_path: Path, sqlite_url: str, sqlite_db: tinydj.Config
+    tmp_path: Path, sqlite_url: str, sqlite_db: tinydj.Config, procs: Processes
 ) -> None:
-    out, log, marker = tmp_path / "out.txt", tmp_path / "worker.log", tmp_path / "go"
+    out, marker = tmp_path / "out.txt", tmp_path / "go"
     job = sample_jobs.wait_for_file.send_later(str(out), str(marker), 60.0)
 
-    with worker_process("--database", sqlite_url, cwd=tmp_path, log=log) as proc:
-        wait_until(lambda: lines_of(out) == ["start"], "the job to start", proc=proc, log=log)
-        # Ctrl-C, Ctrl-C: repeat until it exits (two signals sent back to back
-        # could be merged into one before Python's handler runs).
-        deadline = time.monotonic() + DEADLINE
-        status = None
-        while status is None and time.monotonic() < deadline:
-            proc.send_signal(signal.SIGINT)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                status = proc.wait(timeout=0.2)
-        assert status is not None, f"worker ignored repeated SIGINTs:\n{read(log)}"
+    proc, log = start_worker(procs, sqlite_url)
+    wait_until(lambda: read_lines(out) == ["start"], "the job to start", proc=proc, log=log)
+    # Ctrl-C, Ctrl-C: repeat until it exits (two signals sent back to back
+    # could be merged into one before Python's handler runs).
+    deadline = time.monotonic() + DEADLINE
+    status = None
+    while status is None and time.monotonic() < deadline:
+        proc.send_signal(signal.SIGINT)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            status = proc.wait(timeout=0.2)
+    assert status is not None, f"worker ignored repeated SIGINTs:\n{read(log)}"
 
     assert status == 130, read(log)
     assert "Traceback" not in read(log)
-    assert lines_of(out) == ["start"]  # the job did not finish
+    assert read_lines(out) == ["start"]  # the job did not finish
     held = tinydj.get_job(job.id)
     assert held is not None
     assert held.locked and held.locked_by and not held.failed and held.attempts == 0
@@ -679,7 +640,7 @@ def test_second_sigint_exits_at_once_and_the_job_is_reclaimed_later(
             cwd=tmp_path,
         )
     )
-    assert lines_of(out) == ["start", "start", "done"]
+    assert read_lines(out) == ["start", "start", "done"]
     assert tinydj.get_job(job.id) is None
 
 

@@ -12,127 +12,22 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
-from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import Any
 
 import peewee
 import pytest
 import sample_jobs
+from proc_helpers import Processes, read_lines, run_exactly_once, wait_until
 
 import tinydj
 from tinydj.schedule import parse_every, utcnow
 
-TESTS = Path(__file__).resolve().parent
-ROOT = TESTS.parent
-
-T = TypeVar("T")
-
-
 # -- helpers ---------------------------------------------------------------------
-
-
-def wait_until(condition: Callable[[], T], timeout: float, what: str, interval: float = 0.02) -> T:
-    """Poll ``condition`` until it returns something truthy; fail after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(interval)
-
-
-def read_lines(path: Path) -> list[str]:
-    try:
-        return path.read_text().splitlines()
-    except FileNotFoundError:
-        return []
-
-
-class Processes:
-    """``tinydj work`` subprocesses of one test; whatever is left is killed at teardown."""
-
-    def __init__(self, tmp_path: Path) -> None:
-        self.tmp_path = tmp_path
-        self.procs: dict[str, subprocess.Popen[bytes]] = {}
-        self.logs: dict[str, IO[bytes]] = {}
-
-    def env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
-        env = dict(os.environ)
-        env.pop("TINYDJ_DATABASE_URL", None)
-        # The tests directory makes ``sample_jobs`` and ``recurring_app``
-        # importable by path; the root makes this checkout's tinydj the one used.
-        path = [str(TESTS), str(ROOT)]
-        if env.get("PYTHONPATH"):
-            path.append(env["PYTHONPATH"])
-        env["PYTHONPATH"] = os.pathsep.join(path)
-        env["PYTHONUNBUFFERED"] = "1"
-        env.update(extra or {})
-        return env
-
-    def work(
-        self, name: str, db_url: str, *args: str, env: dict[str, str] | None = None
-    ) -> subprocess.Popen[bytes]:
-        """Start ``python -m tinydj work --database URL --name NAME ARGS...``."""
-        log = self.logs[name] = open(self.tmp_path / f"{name}.log", "wb")
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "tinydj", "work", "--database", db_url, "--name", name, *args],
-            cwd=self.tmp_path,
-            env=self.env(env),
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        self.procs[name] = proc
-        return proc
-
-    def output(self, name: str) -> str:
-        self.logs[name].flush()
-        text = (self.tmp_path / f"{name}.log").read_text(errors="replace")
-        return text[-3000:]
-
-    def wait(self, name: str, timeout: float) -> int:
-        """The exit status of ``name``; fails (showing its log) if it runs longer."""
-        try:
-            return self.procs[name].wait(timeout)
-        except subprocess.TimeoutExpired:
-            raise AssertionError(
-                f"worker {name} still running after {timeout} s; its log:\n{self.output(name)}"
-            ) from None
-
-    def assert_exit(self, name: str, expected: int, timeout: float) -> None:
-        status = self.wait(name, timeout)
-        assert status == expected, (
-            f"worker {name} exited {status}, expected {expected}; log:\n{self.output(name)}"
-        )
-
-    def cleanup(self) -> None:
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.kill()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:  # pragma: no cover - a zombie we cannot help
-                pass
-        for log in self.logs.values():
-            log.close()
-
-
-@pytest.fixture
-def procs(tmp_path: Path) -> Iterator[Processes]:
-    processes = Processes(tmp_path)
-    try:
-        yield processes
-    finally:
-        processes.cleanup()
 
 
 @pytest.fixture
@@ -161,51 +56,7 @@ PROCESSES = 4
 def test_each_job_runs_exactly_once_across_processes_and_threads(
     live: tinydj.Config, db_url: str, procs: Processes, tmp_path: Path
 ) -> None:
-    out = tmp_path / "ran.txt"
-    marker = tmp_path / "go"
-    threads = 2
-    # One gate job per worker thread (priority -1: taken first, one per thread)
-    # holds every thread of every process until all of them are running; then
-    # they all go at the 2,000 jobs together.
-    gates = [f"gate{i}" for i in range(PROCESSES * threads)]
-    sample_jobs.append_token_and_wait.with_options(priority=-1).send_later_many(
-        [(str(out), g, str(marker)) for g in gates]
-    )
-    tokens = [f"t{i}" for i in range(JOBS)]
-    jobs = sample_jobs.append_token.send_later_many([(str(out), t) for t in tokens])
-    assert len({j.id for j in jobs}) == JOBS
-    assert tinydj.stats()["ready"] == JOBS + len(gates)
-
-    names = [f"w{i}" for i in range(PROCESSES)]
-    for name in names:
-        procs.work(name, db_url, "--threads", str(threads), "--exit-on-complete", "--quiet")
-    wait_until(
-        lambda: len(read_lines(out)) >= len(gates), 30, "every worker thread to hold a gate job"
-    )
-    gate_lines = read_lines(out)
-    marker.touch()
-    for name in names:
-        procs.assert_exit(name, 0, timeout=90)
-
-    # Each thread of each process held one gate, at the same time.
-    assert sorted(line.split()[0] for line in gate_lines) == sorted(gates), gate_lines
-    held_by = {tuple(line.split()[1:]) for line in gate_lines}
-    assert len(held_by) == PROCESSES * threads, gate_lines
-    assert len({pid for pid, _ in held_by}) == PROCESSES, gate_lines
-
-    lines = [line for line in read_lines(out) if not line.startswith("gate")]
-    ran = Counter(line.split()[0] for line in lines)
-    twice = sorted(t for t, n in ran.items() if n > 1)
-    never = sorted(set(tokens) - set(ran))
-    assert not twice, f"{len(twice)} job(s) ran more than once, e.g. {twice[:10]}"
-    assert not never, f"{len(never)} job(s) never ran, e.g. {never[:10]}"
-    assert len(lines) == JOBS
-    assert set(ran) == set(tokens)
-    assert len(read_lines(out)) == JOBS + len(gates)
-    assert tinydj.list_jobs() == [], "finished jobs must be deleted"
-    # The jobs were really shared out (all threads were live and competing).
-    pids = Counter(line.split()[1] for line in lines)
-    assert len(pids) >= 2, f"one process ran everything: {pids}"
+    run_exactly_once(db_url, procs, tmp_path, processes=PROCESSES, threads=2, jobs=JOBS)
 
 
 # -- 3: kill -9 mid-job, then another worker reclaims it --------------------------

@@ -19,53 +19,28 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import Any
 
 import peewee
 import pytest
 import sample_jobs
 from conftest import MYSQL_URL, PG_URL, drop_table
+from proc_helpers import Processes, read_lines, run_exactly_once, wait_until
 
 import tinydj
 from tinydj.config import open_database
 from tinydj.schedule import parse_every, to_naive_utc, utcnow
 from tinydj.store import _COLS, Store
 
-TESTS = Path(__file__).resolve().parent
-ROOT = TESTS.parent
-
-T = TypeVar("T")
-
 _SEQ = iter(range(1, 1_000_000))
 
 
 # -- helpers -----------------------------------------------------------------------
-
-
-def wait_until(condition: Callable[[], T], timeout: float, what: str, interval: float = 0.02) -> T:
-    """Poll ``condition`` until it returns something truthy; fail after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(interval)
-
-
-def read_lines(path: Path) -> list[str]:
-    try:
-        return path.read_text().splitlines()
-    except FileNotFoundError:
-        return []
 
 
 def now_utc() -> datetime:
@@ -166,121 +141,16 @@ def row_count(db: peewee.Database) -> int:
     return int(db.execute_sql("SELECT COUNT(*) FROM delayed_jobs").fetchone()[0])
 
 
-class Processes:
-    """``tinydj work`` subprocesses of one test; whatever is left is killed at teardown."""
-
-    def __init__(self, tmp_path: Path) -> None:
-        self.tmp_path = tmp_path
-        self.procs: dict[str, subprocess.Popen[bytes]] = {}
-        self.logs: dict[str, IO[bytes]] = {}
-
-    def env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
-        env = dict(os.environ)
-        env.pop("TINYDJ_DATABASE_URL", None)
-        # The tests directory makes ``sample_jobs`` and ``pg_recurring_app``
-        # importable by path; the root makes this checkout's tinydj the one used.
-        path = [str(TESTS), str(ROOT)]
-        if env.get("PYTHONPATH"):
-            path.append(env["PYTHONPATH"])
-        env["PYTHONPATH"] = os.pathsep.join(path)
-        env["PYTHONUNBUFFERED"] = "1"
-        env.update(extra or {})
-        return env
-
-    def work(
-        self, name: str, db_url: str, *args: str, env: dict[str, str] | None = None
-    ) -> subprocess.Popen[bytes]:
-        """Start ``python -m tinydj work --database URL --name NAME ARGS...``."""
-        log = self.logs[name] = open(self.tmp_path / f"{name}.log", "wb")
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "tinydj", "work", "--database", db_url, "--name", name, *args],
-            cwd=self.tmp_path,
-            env=self.env(env),
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        self.procs[name] = proc
-        return proc
-
-    def output(self, name: str) -> str:
-        self.logs[name].flush()
-        return (self.tmp_path / f"{name}.log").read_text(errors="replace")
-
-    def assert_exit(self, name: str, expected: int, timeout: float) -> None:
-        try:
-            status = self.procs[name].wait(timeout)
-        except subprocess.TimeoutExpired:
-            raise AssertionError(
-                f"worker {name} still running after {timeout} s; log:\n{self.output(name)[-3000:]}"
-            ) from None
-        assert status == expected, (
-            f"worker {name} exited {status}, expected {expected}; log:\n{self.output(name)[-3000:]}"
-        )
-
-    def assert_alive(self, name: str) -> None:
-        status = self.procs[name].poll()
-        assert status is None, (
-            f"worker {name} exited ({status}) although nobody stopped it; "
-            f"log:\n{self.output(name)[-3000:]}"
-        )
-
-    def cleanup(self) -> None:
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.kill()
-        for proc in self.procs.values():
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:  # pragma: no cover - a zombie we cannot help
-                pass
-        for log in self.logs.values():
-            log.close()
-
-
-@pytest.fixture
-def procs(tmp_path: Path) -> Iterator[Processes]:
-    processes = Processes(tmp_path)
-    try:
-        yield processes
-    finally:
-        processes.cleanup()
-
-
 # -- 1: exactly once across 4 processes x 4 threads --------------------------------
 
 
 def _exactly_once(url: str, jobs: int, procs: Processes, tmp_path: Path) -> None:
-    out = tmp_path / "ran.txt"
-    tokens = [f"t{i}" for i in range(jobs)]
-    enqueued = sample_jobs.append_token.send_later_many([(str(out), t) for t in tokens])
-    assert len({j.id for j in enqueued}) == jobs
-    assert tinydj.stats()["ready"] == jobs
-
-    names = [f"w{i}" for i in range(4)]
-    for name in names:
-        procs.work(name, url, "--threads", "4", "--exit-on-complete", "-q")
-    for name in names:
-        procs.assert_exit(name, 0, timeout=75)
-
-    lines = read_lines(out)
-    ran = Counter(line.split()[0] for line in lines)
-    twice = sorted(t for t, n in ran.items() if n > 1)
-    never = sorted(set(tokens) - set(ran))
-    assert not twice, f"{len(twice)} job(s) ran more than once, e.g. {twice[:10]}"
-    assert not never, f"{len(never)} job(s) never ran, e.g. {never[:10]}"
-    assert len(lines) == jobs and set(ran) == set(tokens)
-    assert tinydj.list_jobs() == [], "finished jobs must be deleted"
-    # The work really was shared between processes and threads.
-    pids = Counter(line.split()[1] for line in lines)
-    runners = Counter(tuple(line.split()[1:3]) for line in lines)
-    assert len(pids) >= 2, f"one process ran everything: {pids}"
-    assert len(runners) >= 4, f"too few threads ran jobs: {runners}"
+    run_exactly_once(url, procs, tmp_path, processes=4, threads=4, jobs=jobs)
 
 
 @pytest.mark.slow
 @pytest.mark.postgres
-@pytest.mark.timeout(90)
+@pytest.mark.timeout(150)
 def test_postgres_each_job_runs_exactly_once_across_4_processes_x_4_threads(
     live_pg: tinydj.Config, pg_url: str, procs: Processes, tmp_path: Path
 ) -> None:
@@ -289,7 +159,7 @@ def test_postgres_each_job_runs_exactly_once_across_4_processes_x_4_threads(
 
 @pytest.mark.slow
 @pytest.mark.mysql
-@pytest.mark.timeout(90)
+@pytest.mark.timeout(150)
 def test_mysql_each_job_runs_exactly_once_across_4_processes_x_4_threads(
     live_mysql: tinydj.Config, mysql_url: str, procs: Processes, tmp_path: Path
 ) -> None:
@@ -470,7 +340,7 @@ def test_notify_wakes_an_idle_worker_and_the_listener_reconnects(
         wait_until(
             lambda: any(line.split()[0] == token for line in read_lines(out)),
             within,
-            f"{what} (log:\n{procs.output('w')[-2000:]})",
+            f"{what} (log:\n{procs.output('w', tail=2000)})",
             interval=0.005,
         )
         return time.monotonic() - started

@@ -26,106 +26,20 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import Any
 
 import conftest
 import peewee
 import pytest
 import sample_jobs
 from conftest import MYSQL_URL, PG_URL, drop_table
+from proc_helpers import LOG_TAIL, Processes, child_env, read_lines, tinydj_command, wait_until
 
 import tinydj
 from tinydj.schedule import utcnow
 from tinydj.store import NewJob
 
-TESTS = Path(__file__).resolve().parent
-ROOT = TESTS.parent
-T = TypeVar("T")
-
-
 # -- helpers -----------------------------------------------------------------------
-
-
-def wait_until(condition: Callable[[], T], timeout: float, what: str, interval: float = 0.02) -> T:
-    """Poll ``condition`` until it returns something truthy; fail after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(interval)
-
-
-def read_lines(path: Path) -> list[str]:
-    try:
-        return path.read_text().splitlines()
-    except FileNotFoundError:
-        return []
-
-
-def child_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != "TINYDJ_DATABASE_URL"}
-    paths = [str(TESTS), str(ROOT)]
-    if env.get("PYTHONPATH"):
-        paths.append(env["PYTHONPATH"])
-    env["PYTHONPATH"] = os.pathsep.join(paths)
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
-
-
-class Workers:
-    """``python -m tinydj work`` processes; whatever is left is killed at the end."""
-
-    def __init__(self, tmp_path: Path, db_url: str) -> None:
-        self.tmp_path = tmp_path
-        self.db_url = db_url
-        self.procs: dict[str, subprocess.Popen[bytes]] = {}
-        self.logs: dict[str, IO[bytes]] = {}
-
-    def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
-        log = self.logs[name] = open(self.tmp_path / f"{name}.log", "wb")
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "tinydj",
-                "work",
-                "--database",
-                self.db_url,
-                "--name",
-                name,
-                *args,
-            ],
-            cwd=self.tmp_path,
-            env=child_env(),
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        self.procs[name] = proc
-        return proc
-
-    def output(self, name: str, tail: int = 3000) -> str:
-        if not self.logs[name].closed:
-            self.logs[name].flush()
-        return (self.tmp_path / f"{name}.log").read_text(errors="replace")[-tail:]
-
-    def alive(self) -> list[str]:
-        return [n for n, p in self.procs.items() if p.poll() is None]
-
-    def cleanup(self) -> None:
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.kill()
-        for proc in self.procs.values():
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:  # pragma: no cover - nothing more to do
-                pass
-        for log in self.logs.values():
-            log.close()
 
 
 def _db_param(name: str, url: str | None, variable: str) -> Any:
@@ -222,7 +136,7 @@ def test_soak_random_sigkill_loses_nothing_and_reruns_only_interrupted_jobs(
     sample_jobs.traced.send_later_many([(str(out), t, SOAK_JOB_SECONDS) for t in tokens])
     assert remaining_jobs(cfg) == SOAK_JOBS
 
-    workers = Workers(tmp_path, live_url)
+    workers = Processes(tmp_path)
     args = [
         "--threads",
         str(SOAK_THREADS),
@@ -239,7 +153,7 @@ def test_soak_random_sigkill_loses_nothing_and_reruns_only_interrupted_jobs(
 
     def spawn() -> None:
         nonlocal spawned
-        workers.start(f"soak-{spawned}", *args)
+        workers.work(f"soak-{spawned}", live_url, *args)
         spawned += 1
 
     started = time.monotonic()
@@ -255,7 +169,9 @@ def test_soak_random_sigkill_loses_nothing_and_reruns_only_interrupted_jobs(
                 break
             now = time.monotonic()
             died = [n for n in workers.procs if n not in killed_names and n not in workers.alive()]
-            assert not died, f"worker {died[0]} died by itself:\n{workers.output(died[0])}"
+            assert not died, (
+                f"worker {died[0]} died by itself:\n{workers.output(died[0], LOG_TAIL)}"
+            )
             if now - started > SOAK_DEADLINE:
                 raise AssertionError(
                     f"{left} job(s) left after {SOAK_DEADLINE} s ({len(kills)} kills); "
@@ -288,7 +204,9 @@ def test_soak_random_sigkill_loses_nothing_and_reruns_only_interrupted_jobs(
     worked = {r.pid for rs in runs.values() for r in rs}
     for name, status in statuses.items():
         if workers.procs[name].pid in worked or status != -signal.SIGTERM:
-            assert status == 0, f"{name} exited {status} on SIGTERM:\n{workers.output(name)}"
+            assert status == 0, (
+                f"{name} exited {status} on SIGTERM:\n{workers.output(name, LOG_TAIL)}"
+            )
     lost = sorted(set(tokens) - {t for t, rs in runs.items() if any(r.done for r in rs)})
     assert set(runs) <= set(tokens)
     duplicates = {t: rs for t, rs in runs.items() if sum(1 for r in rs if r.done) > 1}
@@ -367,11 +285,11 @@ def test_contention_enqueueing_threads_never_see_database_is_locked(
         finally:
             cfg.store.close()
 
-    workers = Workers(tmp_path, sqlite_url)
+    workers = Processes(tmp_path)
     worker = tinydj.Worker(threads=4, lock_timeout=30.0, poll_interval=0.2, name="in-process")
     threads = [threading.Thread(target=enqueue, args=(n,), name=f"enq-{n}") for n in range(8)]
     try:
-        workers.start("proc", "--threads", "2", "--poll-interval", "0.2")
+        workers.work("proc", sqlite_url, "--threads", "2", "--poll-interval", "0.2")
         wait_until(lambda: " started: " in workers.output("proc"), 30, "the worker process")
         worker.start()
         for t in threads:
@@ -385,7 +303,9 @@ def test_contention_enqueueing_threads_never_see_database_is_locked(
         wait_until(lambda: remaining_jobs(cfg) == 0, 60, "the workers to drain the table", 0.1)
         workers.procs["proc"].send_signal(signal.SIGTERM)
         status = workers.procs["proc"].wait(20)
-        assert status == 0, f"the worker process exited {status}:\n{workers.output('proc')}"
+        assert status == 0, (
+            f"the worker process exited {status}:\n{workers.output('proc', LOG_TAIL)}"
+        )
     finally:
         worker.stop()
         workers.cleanup()
@@ -403,7 +323,7 @@ def test_contention_enqueueing_threads_never_see_database_is_locked(
     # Nor did the workers have to retry after one.
     locked = [r.getMessage() for r in caplog.records if "is locked" in r.getMessage()]
     assert not locked, f"'database is locked' reached the worker: {locked[:3]}"
-    assert "is locked" not in workers.output("proc", tail=1_000_000)
+    assert "is locked" not in workers.output("proc")
 
 
 # -- 4: an interruption is not a failed attempt ------------------------------------
@@ -421,11 +341,13 @@ def test_job_of_a_killed_worker_runs_again_without_burning_an_attempt(
     cfg = tinydj.configure(db_url)
     out, marker = tmp_path / "runs.txt", tmp_path / "go"
     lease = 1.0
-    workers = Workers(tmp_path, db_url)
+    workers = Processes(tmp_path)
     other: tinydj.Worker | None = None
     try:
         job = sample_jobs.interrupted_then_fails.send_later(str(out), str(marker))
-        proc = workers.start("worker-a", "--lock-timeout", str(lease), "--poll-interval", "0.1")
+        proc = workers.work(
+            "worker-a", db_url, "--lock-timeout", str(lease), "--poll-interval", "0.1"
+        )
         wait_until(lambda: len(read_lines(out)) == 1, 30, "worker-a to start the job")
         assert read_lines(out) == [f"start 1 {proc.pid}"]
         row = tinydj.get_job(job.id)
@@ -526,7 +448,7 @@ def test_unreachable_database_at_worker_start_raises_a_clear_error(url: str) -> 
 @pytest.mark.parametrize("url", UNREACHABLE)
 def test_unreachable_database_at_cli_start_is_one_line_not_a_traceback(url: str) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "tinydj", "work", "--database", url],
+        tinydj_command("work", "--database", url),
         env=child_env(),
         capture_output=True,
         text=True,

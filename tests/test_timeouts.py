@@ -2,28 +2,17 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import sample_jobs
-from conftest import TESTS
+from proc_helpers import child_env, tinydj_command, wait_until
 
 import tinydj
 from tinydj.testing import FakeClock
-
-
-def wait_until(predicate, timeout: float = 10.0) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return predicate()
 
 
 def test_timeout_is_stored_in_the_handler(config: tinydj.Config) -> None:
@@ -49,7 +38,7 @@ def test_thread_job_over_its_timeout_is_abandoned_and_counts_as_failed(
         assert "abandoned" in (row.last_error or "")
     finally:
         marker.touch()  # let the abandoned thread end
-    assert wait_until(lambda: ("blocked", "end") in sample_jobs.calls)
+    wait_until(lambda: ("blocked", "end") in sample_jobs.calls, 10, "the abandoned job to end")
 
 
 def test_async_job_over_its_timeout_is_cancelled(config: tinydj.Config) -> None:
@@ -89,7 +78,7 @@ def test_stop_with_a_deadline_releases_running_jobs(config: tinydj.Config, tmp_p
     job = sample_jobs.wait_for_file.send_later(str(tmp_path / "out"), str(marker))
     worker = tinydj.Worker(config=config, threads=2).start()
     try:
-        assert wait_until(lambda: (tmp_path / "out").exists())
+        wait_until(lambda: (tmp_path / "out").exists(), 10, "the job to start")
         started = time.monotonic()
         worker.stop(timeout=0.3)
         assert time.monotonic() - started < 3
@@ -106,25 +95,14 @@ def test_cli_shutdown_timeout_interrupts_the_job_in_the_main_thread(
     tinydj.configure(sqlite_url)
     out, marker = tmp_path / "out", tmp_path / "never"
     job = sample_jobs.wait_for_file.send_later(str(out), str(marker))
-    env = dict(os.environ, PYTHONPATH=str(TESTS))
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "tinydj",
-            "work",
-            "--database",
-            sqlite_url,
-            "-q",
-            "--shutdown-timeout",
-            "0.5",
-        ],
-        env=env,
+        tinydj_command("work", "--database", sqlite_url, "-q", "--shutdown-timeout", "0.5"),
+        env=child_env(),
         stderr=subprocess.PIPE,
         text=True,
     )
     try:
-        assert wait_until(lambda: out.exists() and "start" in out.read_text())
+        wait_until(lambda: out.exists() and "start" in out.read_text(), 10, "the job to start")
         proc.send_signal(signal.SIGINT)
         started = time.monotonic()
         _, err = proc.communicate(timeout=15)
