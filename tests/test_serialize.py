@@ -296,3 +296,14 @@ def test_allowed_modules_limit_what_a_handler_can_name() -> None:
     ):
         with pytest.raises(HandlerError, match="outside the allowed modules"):
             serialize.load(handler, allowed_modules=allowed)
+
+
+def test_escapes_written_by_hand_are_read_as_yaml_reads_them() -> None:
+    # JSON joins a surrogate pair, PyYAML refuses it: the fast lane steps aside.
+    handler = 'tinydj: 1\nfunction: sample_jobs:record\nargs: ["\\ud83d\\ude00"]\n'
+    assert serialize._fast_load(handler) is None
+    with pytest.raises(HandlerError):
+        serialize.load(handler)
+    assert serialize.load(serialize.dump_call(sample_jobs.record, ("C:\\users",), {})).args == [
+        "C:\\users"
+    ]

@@ -343,7 +343,9 @@ def _fast_load(handler: str) -> dict[str, Any] | None:
         key, sep, value = line.partition(": ")
         if not sep or key not in _FAST_KEYS or key in doc:
             return None
-        if _EXPONENT.search(value):
+        # tinydj never writes exponents or \u escapes here; where they come
+        # from another writer, JSON and YAML may read them differently.
+        if _EXPONENT.search(value) or "\\u" in value:
             return None
         try:
             decoded = _decode(value)
