@@ -307,3 +307,18 @@ def test_escapes_written_by_hand_are_read_as_yaml_reads_them() -> None:
     assert serialize.load(serialize.dump_call(sample_jobs.record, ("C:\\users",), {})).args == [
         "C:\\users"
     ]
+
+
+@pytest.mark.parametrize("options", [{}, {"max_attempts": 3, "timeout": 2.5}])
+def test_bulk_handlers_are_the_single_handlers(options: dict[str, Any]) -> None:
+    pairs: list[tuple[tuple[Any, ...], dict[str, Any]]] = [
+        ((5, "a"), {"k": [1, 2]}),
+        ((1, 2), {}),
+        ((), {"x": (1,)}),
+        ((), {}),
+        ((1.5e300,), {}),
+    ]
+    for fn in (sample_jobs.record, sample_jobs.send_mail, sample_jobs.Report("r").render):
+        assert serialize.dump_calls(fn, pairs, **options) == [
+            serialize.dump_call(fn, args, kwargs, **options) for args, kwargs in pairs
+        ]

@@ -405,6 +405,54 @@ def dump_call(
     return _dump(_doc(head, args, kwargs, max_attempts, timeout), allow_pickle)
 
 
+def dump_calls(
+    fn: Callable[..., Any],
+    calls: list[tuple[tuple[Any, ...], dict[str, Any]]],
+    *,
+    allow_pickle: bool = True,
+    max_attempts: int | None = None,
+    timeout: float | None = None,
+) -> list[str]:
+    """Handlers for many calls of one function (the bulk enqueue path).
+
+    The same text ``dump_call`` writes for each, with the function resolved
+    once and the fast lane's fixed lines built once.
+    """
+    path = import_path(fn) if not inspect.ismethod(fn) else None
+    head = _fast_dump(path, (), None, None, None) if path is not None else None
+    tail = _fast_dump(path, (), None, max_attempts, timeout) if path is not None else None
+    if head is None or tail is None:
+        return [
+            dump_call(
+                fn, a, k, allow_pickle=allow_pickle, max_attempts=max_attempts, timeout=timeout
+            )
+            for a, k in calls
+        ]
+    options = tail[len(head) :]
+    out = []
+    for args, kwargs in calls:
+        arglist = list(args)
+        if _json_safe(arglist) and (not kwargs or _json_safe(kwargs)):
+            text = head
+            if arglist:
+                text += f"args: {_encode(arglist)}\n"
+            if kwargs:
+                text += f"kwargs: {_encode(kwargs)}\n"
+            out.append(text + options)
+        else:
+            out.append(
+                dump_call(
+                    fn,
+                    args,
+                    kwargs,
+                    allow_pickle=allow_pickle,
+                    max_attempts=max_attempts,
+                    timeout=timeout,
+                )
+            )
+    return out
+
+
 def dump_object(obj: Any, *, allow_pickle: bool = True, max_attempts: int | None = None) -> str:
     """The handler text for an object job: ``obj.perform()`` later."""
     if not callable(getattr(obj, "perform", None)):

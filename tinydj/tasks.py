@@ -181,19 +181,18 @@ class Task(Generic[P, R]):
         config = get_config()
         now = _now(config)
         target = self.fn if serialize.import_path(self) is None else self  # resolved once
+        pairs = [
+            ((), dict(call)) if isinstance(call, dict) else (tuple(call), {}) for call in calls
+        ]
+        handlers = serialize.dump_calls(
+            target,
+            pairs,
+            allow_pickle=config.allow_pickle,
+            max_attempts=self.options.max_attempts,
+            timeout=self.options.timeout,
+        )
         queue, priority = self.options.queue, self.options.priority
-        rows = []
-        for call in calls:
-            args, kwargs = ((), dict(call)) if isinstance(call, dict) else (tuple(call), {})
-            handler = serialize.dump_call(
-                target,
-                args,
-                kwargs,
-                allow_pickle=config.allow_pickle,
-                max_attempts=self.options.max_attempts,
-                timeout=self.options.timeout,
-            )
-            rows.append(NewJob(handler, queue, priority, now))
+        rows = [NewJob(handler, queue, priority, now) for handler in handlers]
         return config.store.insert(rows, now)
 
 
