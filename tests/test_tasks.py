@@ -179,3 +179,9 @@ def test_send_later_many_is_one_batch(config: tinydj.Config, worker: tinydj.Work
     assert [j.id for j in tinydj.list_jobs()] == [j.id for j in jobs]
     assert worker.work_off(1000) == (251, 0)
     assert sample_jobs.calls[0] == ((0,), {}) and sample_jobs.calls[-1] == ((), {"k": "v"})
+
+
+def test_job_name_says_what_runs(config: tinydj.Config) -> None:
+    assert sample_jobs.record.send_later(1).name == "sample_jobs:record"
+    assert tinydj.enqueue(sample_jobs.Report("x")).name == "sample_jobs:Report"
+    assert tinydj.schedule(sample_jobs.Report("y"), every="1h", key="daily").name == "daily"

@@ -28,7 +28,7 @@ COLUMNS = (
     "interruptions",
 )
 
-_NAME = re.compile(r"^(?:function|class|model): ['\"]?([\w.:<>]+)", re.MULTILINE)
+_NAME = re.compile(r"^\s*(?:function|class|model): ['\"]?([\w.:<>]+)", re.MULTILINE)
 
 
 @dataclass(frozen=True, slots=True)

@@ -60,7 +60,6 @@ MAX_SECONDS = 365 * 86400.0
 MAX_ERROR_PAUSE = 10.0
 
 _ids = itertools.count(1)
-_HOOKS = ("before", "after", "success", "error", "failure")
 
 
 def _storable(text: str) -> str:
@@ -816,7 +815,3 @@ class Worker:
                 self.stop(timeout=shutdown_timeout)
         if self._crash is not None:
             raise self._crash
-
-
-# A type for the hook helpers' users (tests, subclasses).
-HookCallable = Callable[..., Any]
