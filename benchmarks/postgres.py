@@ -2,7 +2,7 @@
 """tinydj on PostgreSQL vs pgqueuer vs procrastinate, side by side in one run.
 
     python benchmarks/postgres.py                 # full run (under 10 minutes)
-    python benchmarks/postgres.py --quick         # about 1-2 minutes
+    python benchmarks/postgres.py --quick         # about 2 minutes
     python benchmarks/postgres.py --libs tinydj,pgqueuer --json pg.json
 
 Measures (see benchmarks/POSTGRES.md):
@@ -10,12 +10,14 @@ Measures (see benchmarks/POSTGRES.md):
 1. drain of a no-op backlog (20,000) with 1, 2, 4 and 8 worker processes;
 2. reserve+run of due jobs in an empty table and next to 1M rows scheduled in
    the future (after VACUUM ANALYZE);
-3. tinydj's pickup latency with NOTIFY (its default) and with polling only.
+3. pickup latency with LISTEN/NOTIFY (every library's default), and
+   tinydj's with polling only.
 
-Everything runs in a database of its own (``--db-name``, default
-``tinydj_bench``) that is created at the start and dropped at the end. Each
-measurement runs in a fresh Python process (``postgres.py --child ...``);
-worker processes are forked from it after imports and timed from a barrier.
+Everything runs in databases of its own (``--db-name``, default
+``tinydj_bench``, and ``tinydj_bench_filled`` for the 1M rows) that are
+created at the start and dropped at the end. Each measurement runs in a fresh
+Python process (``postgres.py --child ...``); worker processes are forked
+from it and timed from a barrier they reach once set up.
 Benchmarks are not tests: nothing here asserts; the expectations of issue 3
 are reported as met or missed.
 """
@@ -921,7 +923,7 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
             res["latency"] = lat
     finally:
         if args.keep_db:
-            print(f"(kept database {args.db_name})", file=sys.stderr)
+            print(f"(kept the databases {args.db_name} and {args.db_name}_filled)", file=sys.stderr)
         else:
             with contextlib.suppress(Exception):
                 admin(args.server, f'DROP DATABASE IF EXISTS "{args.db_name}" WITH (FORCE)')

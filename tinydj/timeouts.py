@@ -70,6 +70,7 @@ class MainThreadAlarm:
         self.job_deadline: float | None = None
         self.shutdown_deadline: float | None = None
         self._in_job = False
+        self._armed = False
         self._installed = False
         self._previous: Any = None
 
@@ -96,9 +97,12 @@ class MainThreadAlarm:
         candidates = (self.job_deadline, self.shutdown_deadline) if self._in_job else ()
         deadlines = [d for d in candidates if d is not None]
         if not deadlines:
-            signal.setitimer(signal.ITIMER_REAL, 0)
+            if self._armed:  # no system call per job when there is nothing to time
+                signal.setitimer(signal.ITIMER_REAL, 0)
+                self._armed = False
             return
         signal.setitimer(signal.ITIMER_REAL, max(min(deadlines) - time.monotonic(), 0.001))
+        self._armed = True
 
     def _fire(self, signum: int, frame: FrameType | None) -> None:
         now = time.monotonic()

@@ -49,7 +49,7 @@ WATCH_TICK = 0.005
 #: failed (it may be what kills them: a crash, an out-of-memory kill).
 MAX_INTERRUPTIONS = 5
 #: Most jobs one thread reserves in one statement (adaptive batch size).
-MAX_BATCH = 32
+MAX_BATCH = 128
 #: The adaptive batch holds about this much (seconds) of work beyond the job
 #: that runs first: jobs reserved but not started wait at most about this long.
 PREFETCH_BUDGET = 0.005
@@ -737,7 +737,9 @@ class Worker:
         runners, self._runners = self._runners, []
         deadline = None if timeout is None else time.monotonic() + timeout
         for thread in runners:
-            if thread is not threading.current_thread():
+            # The LISTEN thread ends by itself within its 0.25 s wait, closing
+            # its connection; waiting for it would only delay every stop.
+            if thread is not threading.current_thread() and thread.name != "tinydj-listen":
                 thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
         abandoned = [t for t in runners if t.is_alive() and t.name.startswith("tinydj-worker")]
         if abandoned:
