@@ -51,7 +51,9 @@ for _p in (ROOT, HERE):
     if _p not in sys.path:
         sys.path.insert(0, _p)
 
-RESULT_MARK = "@@BENCH-RESULT "
+import common  # noqa: E402
+from common import child_env, run_child  # noqa: E402
+
 LIBS = ("tinydj", "pgqueuer", "procrastinate")
 GROUPS = ("drain", "reserve", "latency")
 DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -59,15 +61,6 @@ DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 ISSUE_PGQUEUER = {1: 7_600, 4: 10_000}
 #: Longest a drain may take before its workers are killed (seconds).
 DRAIN_TIMEOUT = 300.0
-
-
-def child_env() -> dict[str, str]:
-    """Environment for benchmark processes: ``bench_jobs``/``pg_jobs`` and tinydj importable."""
-    env = dict(os.environ)
-    paths = [HERE, ROOT] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
-    env["PYTHONPATH"] = os.pathsep.join(paths)
-    env.pop("TINYDJ_DATABASE_URL", None)
-    return env
 
 
 def with_db(url: str, name: str) -> str:
@@ -667,10 +660,7 @@ SCENARIOS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
 
 
 def child_main(name: str, params: str) -> int:
-    result = SCENARIOS[name](json.loads(params))
-    sys.stdout.write(RESULT_MARK + json.dumps(result) + "\n")
-    sys.stdout.flush()
-    return 0
+    return common.child_main(SCENARIOS, name, params)
 
 
 # =============================================================================
@@ -690,52 +680,18 @@ class Runner:
         if params["url"] != self.url:
             shown["db"] = urlparse(params["url"]).path.lstrip("/")
         label = f"{name} {json.dumps(shown)}"
-        cmd = [sys.executable, os.path.abspath(__file__), "--child", name, json.dumps(params)]
-        started = time.perf_counter()
-        # A session of its own: on a timeout or Ctrl-C the child and every
-        # worker it forked or spawned are killed together.
-        proc = subprocess.Popen(
-            cmd,
-            env=child_env(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            start_new_session=True,
+
+        return run_child(
+            __file__,
+            name,
+            params,
+            label=label,
+            errors=self.errors,
+            verbose=self.verbose,
+            timeout=timeout,
+            quiet_keys=("method", "plan", "window_rates"),
+            error_lines=10,
         )
-        try:
-            out, err = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            out, err = proc.communicate()
-            err += f"\n(timed out after {timeout} s)"
-        except BaseException:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-            raise
-        finally:
-            # Whatever the child left behind (it should leave nothing).
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGKILL)
-        took = time.perf_counter() - started
-        result = None
-        for line in out.splitlines():
-            if line.startswith(RESULT_MARK):
-                result = json.loads(line[len(RESULT_MARK) :])
-        if result is None or proc.returncode != 0:
-            tail = "\n".join(err.strip().splitlines()[-10:])
-            self.errors.append(f"{label}: exit {proc.returncode}\n{tail}")
-            print(f"  !! {label} failed (exit {proc.returncode}):\n{tail}", file=sys.stderr)
-            return None
-        if self.verbose:
-            brief = {
-                k: (round(v, 3) if isinstance(v, float) else v)
-                for k, v in result.items()
-                if k not in ("method", "plan", "window_rates")
-            }
-            print(f"  {label} -> {brief} [{took:.1f} s]", file=sys.stderr)
-        return result
 
 
 def admin(server: str, *statements: str) -> None:

@@ -44,21 +44,14 @@ for _p in (ROOT, HERE):
     if _p not in sys.path:
         sys.path.insert(0, _p)
 
-RESULT_MARK = "@@BENCH-RESULT "
+import common  # noqa: E402
+from common import child_env, run_child  # noqa: E402
+
 LIBS = ("tinydj", "huey", "floor")
 GROUPS = ("enqueue", "drain", "latency", "reserve", "memory")
 #: Polling tick (seconds) given to huey's consumer in the latency benchmarks:
 #: the same 5 ms as tinydj's idle PRAGMA data_version watch.
 HUEY_POLL = 0.005
-
-
-def child_env() -> dict[str, str]:
-    """Environment for benchmark processes: ``bench_jobs`` and tinydj importable."""
-    env = dict(os.environ)
-    paths = [HERE, ROOT] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
-    env["PYTHONPATH"] = os.pathsep.join(paths)
-    env.pop("TINYDJ_DATABASE_URL", None)
-    return env
 
 
 def sqlite_url(path: str) -> str:
@@ -637,10 +630,7 @@ SCENARIOS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
 
 
 def child_main(name: str, params: str) -> int:
-    result = SCENARIOS[name](json.loads(params))
-    sys.stdout.write(RESULT_MARK + json.dumps(result) + "\n")
-    sys.stdout.flush()
-    return 0
+    return common.child_main(SCENARIOS, name, params)
 
 
 # =============================================================================
@@ -663,49 +653,17 @@ class Runner:
         self, name: str, params: dict[str, Any], timeout: float = 900, keep: bool = False
     ) -> dict[str, Any] | None:
         label = f"{name} {json.dumps({k: v for k, v in params.items() if k != 'path'})}"
-        cmd = [sys.executable, os.path.abspath(__file__), "--child", name, json.dumps(params)]
-        started = time.perf_counter()
-        proc = subprocess.Popen(
-            cmd,
-            env=child_env(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            start_new_session=True,
+        return run_child(
+            __file__,
+            name,
+            params,
+            label=label,
+            errors=self.errors,
+            verbose=self.verbose,
+            timeout=timeout,
+            quiet_keys=("method", "plan", "us_per_job_all"),
+            after=None if keep else (lambda: self.cleanup(params.get("path"))),
         )
-        try:
-            out, err = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            out, err = proc.communicate()
-            err += f"\n(timed out after {timeout} s)"
-        except BaseException:  # Ctrl-C: the child runs in a session of its own
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-            raise
-        finally:
-            if not keep:
-                self.cleanup(params.get("path"))
-        took = time.perf_counter() - started
-        result = None
-        for line in out.splitlines():
-            if line.startswith(RESULT_MARK):
-                result = json.loads(line[len(RESULT_MARK) :])
-        if result is None or proc.returncode != 0:
-            tail = "\n".join(err.strip().splitlines()[-8:])
-            self.errors.append(f"{label}: exit {proc.returncode}\n{tail}")
-            print(f"  !! {label} failed (exit {proc.returncode}):\n{tail}", file=sys.stderr)
-            return None
-        if self.verbose:
-            brief = {
-                k: (round(v, 3) if isinstance(v, float) else v)
-                for k, v in result.items()
-                if k not in ("method", "plan", "us_per_job_all")
-            }
-            print(f"  {label} -> {brief} [{took:.1f} s]", file=sys.stderr)
-        return result
 
     @staticmethod
     def cleanup(path: str | None) -> None:
