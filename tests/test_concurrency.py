@@ -419,3 +419,32 @@ def test_workers_in_threads_starting_at_once_on_a_fresh_database(
             cfg.store.close()
             if not isinstance(cfg.database, peewee.SqliteDatabase):
                 cfg.database.close()
+
+
+@pytest.mark.slow
+def test_restarting_a_worker_leaves_no_old_listener(live: tinydj.Config) -> None:
+    """stop() does not wait for the LISTEN thread, but it must end (Postgres)."""
+    if live.store.listener() is None:
+        pytest.skip("only Postgres listens for NOTIFY")
+    worker = tinydj.Worker(config=live, poll_interval=5)
+
+    def listeners() -> int:
+        return sum(t.name == "tinydj-listen" and t.is_alive() for t in threading.enumerate())
+
+    def listening() -> int:
+        sql = "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'LISTEN tinydj%%'"
+        return int(live.database.execute_sql(sql).fetchone()[0])
+
+    baseline = listening()
+    for _ in range(3):
+        worker.start()
+        # the LISTEN connection is up: the thread is inside its wait loop
+        wait_until(lambda: listening() > baseline, 5, "the LISTEN connection")
+        worker.stop()
+    worker.start()
+
+    try:
+        wait_until(lambda: listeners() == 1, 5, "the old LISTEN threads to end")
+    finally:
+        worker.stop()
+    wait_until(lambda: listeners() == 0, 5, "the last LISTEN thread to end")

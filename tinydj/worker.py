@@ -181,6 +181,7 @@ class Worker:
         self._finished = threading.Event()
         self._launched = False
         self._crash: BaseException | None = None
+        self._listen_quit = threading.Event()
 
     def __repr__(self) -> str:
         return f"<tinydj.Worker {self.name!r}>"
@@ -650,11 +651,13 @@ class Worker:
             if version is not None and self.store.data_version() != version:
                 return
 
-    def _listen(self, listener: Listener) -> None:
+    def _listen(self, listener: Listener, ended: threading.Event) -> None:
         """Wake idle threads on NOTIFY (Postgres); reconnect after errors."""
         pause = 0.1
         try:
-            while not self._stopping.is_set() and not self._finished.is_set():
+            # ``ended`` belongs to this launch: stop() does not wait for this
+            # thread, and a restarted worker must not keep the old one alive.
+            while not ended.is_set() and not self._finished.is_set():
                 try:
                     if listener.wait(0.25):
                         self.wake()
@@ -694,6 +697,7 @@ class Worker:
         self._finished.clear()
         self._stopping.clear()
         self._crash = None
+        self._listen_quit = threading.Event()
         self._exit_on_complete = exit_on_complete
         try:
             self._prepare()
@@ -711,7 +715,10 @@ class Worker:
         if listener is not None:
             self._runners.append(
                 threading.Thread(
-                    target=self._listen, args=(listener,), name="tinydj-listen", daemon=True
+                    target=self._listen,
+                    args=(listener, self._listen_quit),
+                    name="tinydj-listen",
+                    daemon=True,
                 )
             )
         for thread in self._runners:
@@ -733,6 +740,7 @@ class Worker:
         thread-safe.
         """
         self._stopping.set()
+        self._listen_quit.set()
         self.wake()
         runners, self._runners = self._runners, []
         deadline = None if timeout is None else time.monotonic() + timeout
