@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from datetime import UTC, datetime
 
 from shop import NewsletterJob, charge_card, resize, send_receipt
 
@@ -37,12 +38,24 @@ print("Working off the due jobs (the @every hourly_report is due at once):")
 succeeded, failed = tinydj.Worker().work_off()
 print(f"\nsucceeded={succeeded} failed={failed}")
 
+
+def state(row: tinydj.Job, now: datetime) -> str:
+    """The CLI's vocabulary: recurring, failed, running, scheduled, ready."""
+    if row.recurring:
+        return "recurring"
+    if row.failed:
+        return "failed"
+    if row.locked:
+        return "running"
+    return "scheduled" if row.run_at > now else "ready"
+
+
 print("\nStill in the table:")
+now = datetime.now(UTC).replace(tzinfo=None)  # the table holds naive UTC
 for row in tinydj.list_jobs():
-    state = "recurring" if row.recurring else "failed" if row.failed else "waiting"
     error = (row.last_error or "").split("\n", 1)[0]
     print(
-        f"  #{row.id} {row.name:<28} {state:<9} attempts={row.attempts} "
+        f"  #{row.id} {row.name:<28} {state(row, now):<9} attempts={row.attempts} "
         f"run_at={row.run_at:%H:%M:%S} {error}"
     )
 print("\nstats:", tinydj.stats())
