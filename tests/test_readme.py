@@ -3,7 +3,8 @@
 Every ```python block of README.md is written to a file in a fresh temporary
 directory and run there by a Python of its own (``-W error``), with
 ``TINYDJ_DATABASE_URL`` pointing at a new SQLite file in that directory and
-this checkout first on the path; the test fails if the block exits non-zero.
+this checkout first on the path; the test fails if the block exits non-zero
+(a traceback's line numbers are the README's).
 A block that defines ``test_*`` functions is a pytest example and is run with
 pytest instead (it must pass, and collect at least one test).
 
@@ -42,6 +43,8 @@ BLOCK_TIMEOUT = 120
 _FENCE = re.compile(r"^```(\S*)\s*$")
 _MARKER = re.compile(r"^<!--\s*readme-test:\s*(.*?)\s*-->$")
 _SKIP = re.compile(r"^skip(?:\s*\((.*)\))?$")
+#: Fences that would hide a Python example from this test.
+_PYTHON_ALIASES = {"py", "py3", "pycon", "python", "python3"}
 _DEFINES_TEST = re.compile(r"^(?:async\s+)?def test_\w*\(", re.MULTILINE)
 
 #: Marker -> (URL scheme the block uses, this session's server URL, variable).
@@ -97,6 +100,8 @@ def python_blocks(text: str) -> list[Block]:
         previous = lines[i - 1].strip() if i > 0 else ""
         found = _MARKER.match(previous)
         marker = found.group(1) if found else None
+        if fence.group(1).lower() in _PYTHON_ALIASES and fence.group(1) != "python":
+            raise ReadmeError(f"line {i + 1}: write ```python, not ```{fence.group(1)}")
         if fence.group(1) == "python":
             blocks.append(Block(i + 1, heading, "\n".join(lines[i + 1 : end]) + "\n", marker))
         elif marker is not None:
@@ -149,7 +154,8 @@ def run_block(block: Block, directory: Path) -> subprocess.CompletedProcess[str]
     code = _server_code(block) if block.marker in SERVERS else block.code
     is_pytest = _DEFINES_TEST.search(code) is not None
     script = directory / ("test_readme_block.py" if is_pytest else "readme_block.py")
-    script.write_text(code, encoding="utf-8")
+    # Blank lines first: a traceback's line numbers are then the README's.
+    script.write_text("\n" * block.line + code, encoding="utf-8")
     command = [sys.executable, "-W", "error"]
     if is_pytest:
         command += ["-m", "pytest", "-q", "-p", "no:cacheprovider", "-W", "error", script.name]
@@ -170,10 +176,12 @@ def test_readme_python_block_runs_as_written(block: Block, tmp_path: Path) -> No
     if block.skip_reason:
         pytest.skip(f"README line {block.line}: {block.skip_reason}")
     result = run_block(block, tmp_path)
-    assert result.returncode == 0, (
-        f"README.md line {block.line} ({block.heading}) exited {result.returncode}:\n"
-        f"{result.stdout}\n{result.stderr}"
-    )
+    if result.returncode != 0:
+        pytest.fail(
+            f"README.md line {block.line} ({block.heading}) exited {result.returncode}:\n"
+            f"{result.stdout}\n{result.stderr}",
+            pytrace=False,
+        )
     if _DEFINES_TEST.search(block.code):
         assert re.search(r"\b[1-9]\d* passed\b", result.stdout), result.stdout
     if block.marker in SERVERS:  # it ran against the server: it created the table there
@@ -224,6 +232,12 @@ def test_markers_are_checked(marker: str, message: str) -> None:
     text = f"# T\n\n<!-- readme-test: {marker} -->\n```python\nprint(1)\n```\n"
     with pytest.raises(ReadmeError, match=re.escape(message)):
         python_blocks(text)
+
+
+@pytest.mark.parametrize("language", ["py", "Python", "python3"])
+def test_python_under_another_name_is_an_error(language: str) -> None:
+    with pytest.raises(ReadmeError, match="write ```python"):
+        python_blocks(f"# T\n```{language}\nprint(1)\n```\n")
 
 
 def test_a_skip_marker_with_a_reason_is_read() -> None:
