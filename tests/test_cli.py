@@ -136,7 +136,11 @@ def start_worker(procs: Processes, url: str) -> tuple[subprocess.Popen[bytes], P
 
 
 def parse_stats(stdout: str) -> dict[str, int]:
-    return {name: int(count) for name, count in (line.split() for line in stdout.splitlines())}
+    """The ``total`` row of ``tinydj stats``, by state (the LAG column left out)."""
+    header, *rows = (line.split() for line in stdout.splitlines())
+    assert header[0] == "QUEUE" and header[-1] == "LAG", stdout
+    (total,) = (row for row in rows if row[0] == "total")
+    return {name.lower(): int(count) for name, count in zip(header[1:-1], total[1:-1], strict=True)}
 
 
 def sql(cfg: tinydj.Config, statement: str, *params: Any) -> None:
@@ -436,23 +440,26 @@ def test_list_stats_retry_of_a_failed_job(
     assert failed is not None and failed.failed
 
     stats = parse_stats(ok(run_cli("stats", "--database", sqlite_url, cwd=tmp_path)).stdout)
-    assert stats == {"ready": 0, "scheduled": 1, "locked": 0, "failed": 1}
+    assert stats == {"ready": 0, "scheduled": 1, "running": 0, "failed": 1, "recurring": 0}
 
-    listed = ok(run_cli("list", "--database", sqlite_url, cwd=tmp_path)).stdout.splitlines()
+    header, *listed = ok(
+        run_cli("list", "--database", sqlite_url, cwd=tmp_path)
+    ).stdout.splitlines()
+    assert header.split()[:2] == ["ID", "STATE"]
     assert len(listed) == 2
     assert listed[0].split()[:2] == [str(failing.id), "failed"]
     assert "sample_jobs:always_fails" in listed[0] and "failure number 3" in listed[0]
-    assert listed[1].split()[:2] == [str(waiting.id), "waiting"]
+    assert listed[1].split()[:2] == [str(waiting.id), "scheduled"]
 
     only_failed = ok(run_cli("list", "--failed", "--database", sqlite_url, cwd=tmp_path))
-    assert [line.split()[0] for line in only_failed.stdout.splitlines()] == [str(failing.id)]
+    assert [line.split()[0] for line in only_failed.stdout.splitlines()[1:]] == [str(failing.id)]
 
     ok(run_cli("retry", str(failing.id), "--database", sqlite_url, cwd=tmp_path))
     retried = tinydj.get_job(failing.id)
     assert retried is not None
     assert not retried.failed and retried.attempts == 0 and retried.run_at <= naive_utcnow()
     stats = parse_stats(ok(run_cli("stats", "--database", sqlite_url, cwd=tmp_path)).stdout)
-    assert stats == {"ready": 1, "scheduled": 1, "locked": 0, "failed": 0}
+    assert stats == {"ready": 1, "scheduled": 1, "running": 0, "failed": 0, "recurring": 0}
 
 
 def test_clear_deletes_every_job(tmp_path: Path, sqlite_url: str, sqlite_db: tinydj.Config) -> None:
@@ -501,8 +508,12 @@ def test_database_from_environment(
 
     # --database wins over the environment.
     other = tmp_path / "other.sqlite3"
-    ok(run_cli("clear", "--database", f"sqlite:///{other}", cwd=cwd, env=env))
-    assert other.exists()
+    other_cfg = tinydj.configure(f"sqlite:///{other}")
+    sample_jobs.record.send_later("other")
+    other_cfg.database.close()
+    cleared = ok(run_cli("clear", "--database", f"sqlite:///{other}", cwd=cwd, env=env))
+    assert cleared.stdout == "deleted 1 job: 1 ready\n"
+    tinydj.configure(sqlite_url)
 
 
 def test_default_database_is_tinydj_sqlite3_in_cwd(tmp_path: Path) -> None:
@@ -654,4 +665,4 @@ def test_cli_and_library_see_the_same_rows(
     sample_jobs.record.send_later(1)
     sample_jobs.record.send_in("2h", 2)
     stats = parse_stats(ok(run_cli("stats", "--database", sqlite_url, cwd=tmp_path)).stdout)
-    assert stats == {"ready": 1, "scheduled": 1, "locked": 0, "failed": 0}
+    assert stats == {"ready": 1, "scheduled": 1, "running": 0, "failed": 0, "recurring": 0}

@@ -62,14 +62,17 @@ def _when(value: datetime | None) -> str:
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]], right: int = 0) -> list[str]:
-    """Aligned columns; the first ``right`` columns and numbers align right."""
-    widths = [max(len(r[i]) for r in [headers, *rows]) for i in range(len(headers))]
+    """Aligned columns; the first ``right`` columns and columns of numbers
+    align right."""
+    columns = range(len(headers))
+    widths = [max(len(r[i]) for r in [headers, *rows]) for i in columns]
+    numeric = [i < right or (bool(rows) and all(r[i].isdigit() for r in rows)) for i in columns]
 
     def line(cells: Sequence[str]) -> str:
-        out = []
-        for i, (cell, width) in enumerate(zip(cells, widths, strict=True)):
-            numeric = i < right or (cell.isdigit() and headers[i] != "QUEUE")
-            out.append(cell.rjust(width) if numeric else cell.ljust(width))
+        out = [
+            cell.rjust(width) if number else cell.ljust(width)
+            for cell, width, number in zip(cells, widths, numeric, strict=True)
+        ]
         return "  ".join(out).rstrip()
 
     return [line(headers), *(line(r) for r in rows)]
