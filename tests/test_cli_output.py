@@ -1,4 +1,4 @@
-"""The command line's formatting (``tinydj.cli_output``): pure functions."""
+"""The command line's formatting (``tinydj.cli.output``): pure functions."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 
 from tinydj.admin import QueueStats
-from tinydj.cli_output import ERROR_WIDTH, duration, shorten, stats_json, stats_lines, table
+from tinydj.cli.output import ERROR_WIDTH, duration, shorten, stats_json, stats_lines, table
 
 
 @pytest.mark.parametrize(

@@ -10,8 +10,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from .admin import STATES, QueueStats, state_of
-from .job import COLUMNS, Job
+from ..admin import STATES, QueueStats, state_of
+from ..job import COLUMNS, Job
 
 __all__ = [
     "ERROR_WIDTH",
