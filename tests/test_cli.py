@@ -666,3 +666,60 @@ def test_cli_and_library_see_the_same_rows(
     sample_jobs.record.send_in("2h", 2)
     stats = parse_stats(ok(run_cli("stats", "--database", sqlite_url, cwd=tmp_path)).stdout)
     assert stats == {"ready": 1, "scheduled": 1, "running": 0, "failed": 0, "recurring": 0}
+
+
+# -- issue 9, as a user types it (real processes) ----------------------------
+
+
+def test_password_is_masked_as_typed(tmp_path: Path) -> None:
+    """Item 8: the exact command of the report."""
+    result = run_cli("stats", "--database", "mysql://root:wrong@host/db", cwd=tmp_path)
+    line = one_line_error(result)
+    assert line.startswith("tinydj: cannot use database mysql://root:***@host/db: ")
+    assert "wrong" not in result.stderr + result.stdout
+
+
+def test_database_before_the_command(
+    tmp_path: Path, sqlite_url: str, sqlite_db: tinydj.Config
+) -> None:
+    """Item 9: ``tinydj --database URL list`` and ``tinydj list --database URL``."""
+    sample_jobs.record.send_later("x")
+    before = ok(run_cli("--database", sqlite_url, "list", cwd=tmp_path, script=True))
+    after = ok(run_cli("list", "--database", sqlite_url, cwd=tmp_path, script=True))
+    assert before.stdout == after.stdout
+    assert before.stdout.splitlines()[1].split()[:3] == ["1", "ready", "default"]
+
+
+def test_work_bogus_shows_the_usage_of_work(tmp_path: Path) -> None:
+    result = run_cli("work", "--bogus", cwd=tmp_path)
+    assert result.stderr.startswith("usage: tinydj work ")
+    assert one_line_error(result, usage=True) == (
+        "tinydj work: error: unrecognized arguments: --bogus"
+    )
+
+
+def test_app_raising_at_import_is_one_line(tmp_path: Path, sqlite_url: str) -> None:
+    """Item 10: one line; --traceback shows the rest."""
+    (tmp_path / "broken_settings.py").write_text("raise RuntimeError('SECRET_KEY is not set')\n")
+    args = ("work", "--database", sqlite_url, "--app", "broken_settings", "--exit-on-complete")
+    line = one_line_error(run_cli(*args, cwd=tmp_path))
+    assert line == (
+        "tinydj: cannot import --app module 'broken_settings': "
+        "RuntimeError: SECRET_KEY is not set (--traceback shows where)"
+    )
+    detailed = run_cli(*args, "--traceback", cwd=tmp_path)
+    assert detailed.returncode == 2
+    assert 'broken_settings.py", line 1, in <module>' in detailed.stderr
+    assert detailed.stderr.rstrip().splitlines()[-1] == line
+
+
+def test_no_database_file_here(tmp_path: Path) -> None:
+    """Item 12: list/stats/show in a directory without the database file."""
+    env = {k: v for k, v in child_env().items() if k != "TINYDJ_DATABASE_URL"}
+    for args in (["list"], ["stats"], ["show", "1"]):
+        line = one_line_error(run_cli(*args, cwd=tmp_path, env=env))
+        assert line == (
+            f"tinydj: no database here: {tmp_path / 'tinydj.sqlite3'} does not exist "
+            "(use --database URL or $TINYDJ_DATABASE_URL, or start `tinydj work` first)"
+        )
+    assert not (tmp_path / "tinydj.sqlite3").exists()
