@@ -136,7 +136,11 @@ def start_worker(procs: Processes, url: str) -> tuple[subprocess.Popen[bytes], P
 
 
 def parse_stats(stdout: str) -> dict[str, int]:
-    return {name: int(count) for name, count in (line.split() for line in stdout.splitlines())}
+    """The ``total`` row of ``tinydj stats``, by state (the LAG column left out)."""
+    header, *rows = (line.split() for line in stdout.splitlines())
+    assert header[0] == "QUEUE" and header[-1] == "LAG", stdout
+    (total,) = (row for row in rows if row[0] == "total")
+    return {name.lower(): int(count) for name, count in zip(header[1:-1], total[1:-1], strict=True)}
 
 
 def sql(cfg: tinydj.Config, statement: str, *params: Any) -> None:
@@ -436,23 +440,26 @@ def test_list_stats_retry_of_a_failed_job(
     assert failed is not None and failed.failed
 
     stats = parse_stats(ok(run_cli("stats", "--database", sqlite_url, cwd=tmp_path)).stdout)
-    assert stats == {"ready": 0, "scheduled": 1, "locked": 0, "failed": 1}
+    assert stats == {"ready": 0, "scheduled": 1, "running": 0, "failed": 1, "recurring": 0}
 
-    listed = ok(run_cli("list", "--database", sqlite_url, cwd=tmp_path)).stdout.splitlines()
+    header, *listed = ok(
+        run_cli("list", "--database", sqlite_url, cwd=tmp_path)
+    ).stdout.splitlines()
+    assert header.split()[:2] == ["ID", "STATE"]
     assert len(listed) == 2
     assert listed[0].split()[:2] == [str(failing.id), "failed"]
     assert "sample_jobs:always_fails" in listed[0] and "failure number 3" in listed[0]
-    assert listed[1].split()[:2] == [str(waiting.id), "waiting"]
+    assert listed[1].split()[:2] == [str(waiting.id), "scheduled"]
 
     only_failed = ok(run_cli("list", "--failed", "--database", sqlite_url, cwd=tmp_path))
-    assert [line.split()[0] for line in only_failed.stdout.splitlines()] == [str(failing.id)]
+    assert [line.split()[0] for line in only_failed.stdout.splitlines()[1:]] == [str(failing.id)]
 
     ok(run_cli("retry", str(failing.id), "--database", sqlite_url, cwd=tmp_path))
     retried = tinydj.get_job(failing.id)
     assert retried is not None
     assert not retried.failed and retried.attempts == 0 and retried.run_at <= naive_utcnow()
     stats = parse_stats(ok(run_cli("stats", "--database", sqlite_url, cwd=tmp_path)).stdout)
-    assert stats == {"ready": 1, "scheduled": 1, "locked": 0, "failed": 0}
+    assert stats == {"ready": 1, "scheduled": 1, "running": 0, "failed": 0, "recurring": 0}
 
 
 def test_clear_deletes_every_job(tmp_path: Path, sqlite_url: str, sqlite_db: tinydj.Config) -> None:
@@ -501,8 +508,12 @@ def test_database_from_environment(
 
     # --database wins over the environment.
     other = tmp_path / "other.sqlite3"
-    ok(run_cli("clear", "--database", f"sqlite:///{other}", cwd=cwd, env=env))
-    assert other.exists()
+    other_cfg = tinydj.configure(f"sqlite:///{other}")
+    sample_jobs.record.send_later("other")
+    other_cfg.database.close()
+    cleared = ok(run_cli("clear", "--database", f"sqlite:///{other}", cwd=cwd, env=env))
+    assert cleared.stdout == "deleted 1 job: 1 ready\n"
+    tinydj.configure(sqlite_url)
 
 
 def test_default_database_is_tinydj_sqlite3_in_cwd(tmp_path: Path) -> None:
@@ -654,4 +665,61 @@ def test_cli_and_library_see_the_same_rows(
     sample_jobs.record.send_later(1)
     sample_jobs.record.send_in("2h", 2)
     stats = parse_stats(ok(run_cli("stats", "--database", sqlite_url, cwd=tmp_path)).stdout)
-    assert stats == {"ready": 1, "scheduled": 1, "locked": 0, "failed": 0}
+    assert stats == {"ready": 1, "scheduled": 1, "running": 0, "failed": 0, "recurring": 0}
+
+
+# -- issue 9, as a user types it (real processes) ----------------------------
+
+
+def test_password_is_masked_as_typed(tmp_path: Path) -> None:
+    """Item 8: the exact command of the report."""
+    result = run_cli("stats", "--database", "mysql://root:wrong@host/db", cwd=tmp_path)
+    line = one_line_error(result)
+    assert line.startswith("tinydj: cannot use database mysql://root:***@host/db: ")
+    assert "wrong" not in result.stderr + result.stdout
+
+
+def test_database_before_the_command(
+    tmp_path: Path, sqlite_url: str, sqlite_db: tinydj.Config
+) -> None:
+    """Item 9: ``tinydj --database URL list`` and ``tinydj list --database URL``."""
+    sample_jobs.record.send_later("x")
+    before = ok(run_cli("--database", sqlite_url, "list", cwd=tmp_path, script=True))
+    after = ok(run_cli("list", "--database", sqlite_url, cwd=tmp_path, script=True))
+    assert before.stdout == after.stdout
+    assert before.stdout.splitlines()[1].split()[:3] == ["1", "ready", "default"]
+
+
+def test_work_bogus_shows_the_usage_of_work(tmp_path: Path) -> None:
+    result = run_cli("work", "--bogus", cwd=tmp_path)
+    assert result.stderr.startswith("usage: tinydj work ")
+    assert one_line_error(result, usage=True) == (
+        "tinydj work: error: unrecognized arguments: --bogus"
+    )
+
+
+def test_app_raising_at_import_is_one_line(tmp_path: Path, sqlite_url: str) -> None:
+    """Item 10: one line; --traceback shows the rest."""
+    (tmp_path / "broken_settings.py").write_text("raise RuntimeError('SECRET_KEY is not set')\n")
+    args = ("work", "--database", sqlite_url, "--app", "broken_settings", "--exit-on-complete")
+    line = one_line_error(run_cli(*args, cwd=tmp_path))
+    assert line == (
+        "tinydj: cannot import --app module 'broken_settings': "
+        "RuntimeError: SECRET_KEY is not set (--traceback shows where)"
+    )
+    detailed = run_cli(*args, "--traceback", cwd=tmp_path)
+    assert detailed.returncode == 2
+    assert 'broken_settings.py", line 1, in <module>' in detailed.stderr
+    assert detailed.stderr.rstrip().splitlines()[-1] == line
+
+
+def test_no_database_file_here(tmp_path: Path) -> None:
+    """Item 12: list/stats/show in a directory without the database file."""
+    env = {k: v for k, v in child_env().items() if k != "TINYDJ_DATABASE_URL"}
+    for args in (["list"], ["stats"], ["show", "1"]):
+        line = one_line_error(run_cli(*args, cwd=tmp_path, env=env))
+        assert line == (
+            f"tinydj: no database here: {tmp_path / 'tinydj.sqlite3'} does not exist "
+            "(use --database URL or $TINYDJ_DATABASE_URL, or start `tinydj work` first)"
+        )
+    assert not (tmp_path / "tinydj.sqlite3").exists()

@@ -11,6 +11,7 @@ def test_public_names_are_pinned() -> None:
             "DatabaseBusy",
             "HandlerError",
             "Job",
+            "JobRunning",
             "SerializationError",
             "Task",
             "TinyDJError",

@@ -16,6 +16,7 @@ from .errors import (
     ConfigurationError,
     DatabaseBusy,
     HandlerError,
+    JobRunning,
     SerializationError,
     TinyDJError,
 )
@@ -40,6 +41,7 @@ __all__ = [
     "DatabaseBusy",
     "HandlerError",
     "Job",
+    "JobRunning",
     "SerializationError",
     "Task",
     "TinyDJError",

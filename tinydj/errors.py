@@ -8,6 +8,8 @@ Every error tinydj raises on purpose derives from one root::
     ├── HandlerError            a stored job cannot be loaded (bad YAML, missing
     │                           function, deleted model row, refused pickle)
     ├── DatabaseBusy            SQLite stayed locked beyond the retry budget
+    ├── JobRunning              an operation refused because a live worker runs
+    │                           the job (``retry_job``)
     └── JobTimeout              a job ran longer than its ``timeout`` (also a
                                 TimeoutError); recorded as a failed attempt
 
@@ -42,3 +44,7 @@ class DatabaseBusy(TinyDJError):
 
 class JobTimeout(TinyDJError, TimeoutError):
     """The job ran longer than its timeout."""
+
+
+class JobRunning(TinyDJError):
+    """A live worker is running this job; it was left alone."""

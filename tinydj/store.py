@@ -729,6 +729,113 @@ class Store:
             if not self.db.is_closed() and not self.db.in_transaction():
                 self.db.close()
 
+    # -- inspection and administration by state (the command line's view) --
+    #
+    # Every row is in exactly one state, decided in this order: failed
+    # (failed_at set), running (a worker holds its lock), recurring (an idle
+    # @every/schedule row), ready (due now), scheduled (due later). Methods
+    # that take ``now`` compare run_at with it.
+
+    def _state_sql(self, state: str) -> str:
+        """The WHERE condition of a state; its ``?`` (if any) is ``now``."""
+        return {
+            "ready": "failed_at IS NULL AND locked_at IS NULL AND reoccur_in IS NULL "
+            "AND run_at <= ?",
+            "scheduled": "failed_at IS NULL AND locked_at IS NULL AND reoccur_in IS NULL "
+            "AND run_at > ?",
+            "running": "failed_at IS NULL AND locked_at IS NOT NULL",
+            "failed": "failed_at IS NOT NULL",
+            "recurring": "failed_at IS NULL AND locked_at IS NULL AND reoccur_in IS NOT NULL",
+        }[state]
+
+    def state_counts(self, now: datetime) -> list[tuple[str, str, int, datetime | None]]:
+        """(queue, state, count, oldest run_at) for every queue and state present."""
+        self.ensure_schema()
+        case = (
+            "CASE WHEN failed_at IS NOT NULL THEN 'failed' "
+            "WHEN locked_at IS NOT NULL THEN 'running' "
+            "WHEN reoccur_in IS NOT NULL THEN 'recurring' "
+            "WHEN run_at <= ? THEN 'ready' ELSE 'scheduled' END"
+        )
+        sql = f"SELECT queue, {case}, COUNT(*), MIN(run_at) FROM {TABLE} GROUP BY 1, 2"
+        rows = self._run(lambda: self._execute(sql, (self._t(now),)).fetchall())
+        result: list[tuple[str, str, int, datetime | None]] = []
+        for queue, state, count, oldest in rows:
+            if isinstance(oldest, str):
+                oldest = datetime.fromisoformat(oldest)
+            result.append((queue, state, int(count), oldest))
+        return result
+
+    def select_state(
+        self,
+        now: datetime,
+        *,
+        state: str | None = None,
+        queue: str | None = None,
+        limit: int | None = None,
+    ) -> tuple[list[Job], int]:
+        """Jobs in id order of one state and/or queue, and how many match in all."""
+        self.ensure_schema()
+        where: list[str] = []
+        params: list[Any] = []
+        if state is not None:
+            condition = self._state_sql(state)
+            where.append(condition)
+            params.extend([self._t(now)] * condition.count("?"))
+        if queue is not None:
+            where.append("queue = ?")
+            params.append(queue)
+        clause = " WHERE " + " AND ".join(where) if where else ""
+        rows_sql = f"SELECT {_COLS} FROM {TABLE}{clause} ORDER BY id"
+        if limit is not None:
+            rows_sql += f" LIMIT {int(limit)}"
+        count_sql = f"SELECT COUNT(*) FROM {TABLE}{clause}"
+
+        def go() -> tuple[list[Any], int]:
+            with self.db.atomic():  # one snapshot for the rows and the count
+                rows = list(self._execute(rows_sql, params).fetchall())
+                return rows, int(self._execute(count_sql, params).fetchone()[0])
+
+        rows, total = self._run(go)
+        return [Job.from_row(r) for r in rows], total
+
+    def delete_states(
+        self, now: datetime, states: Sequence[str], *, queue: str | None = None
+    ) -> dict[str, int]:
+        """Delete the jobs of these states (of one queue); how many of each."""
+        self.ensure_schema()
+
+        def go() -> dict[str, int]:
+            deleted: dict[str, int] = {}
+            with self._transaction():
+                for state in states:
+                    condition = self._state_sql(state)
+                    params: list[Any] = [self._t(now)] * condition.count("?")
+                    if queue is not None:
+                        condition += " AND queue = ?"
+                        params.append(queue)
+                    sql = f"DELETE FROM {TABLE} WHERE {condition}"
+                    deleted[state] = int(self._execute(sql, params).rowcount)
+            return deleted
+
+        return self._run(go)
+
+    def retry_unless_held(self, job_id: int, now: datetime, live_after: datetime) -> bool:
+        """``retry`` unless a worker holds a lease newer than ``live_after``.
+
+        One statement, so that a worker cannot take the job in between: a job
+        that is running is never made due a second time.
+        """
+        self.ensure_schema()
+        sql = (
+            f"UPDATE {TABLE} SET failed_at = NULL, attempts = 0, interruptions = 0, "
+            "run_at = ?, locked_at = NULL, locked_by = NULL, updated_at = ? "
+            "WHERE id = ? AND (locked_at IS NULL OR locked_at < ?)"
+        )
+        t = self._t(now)
+        params = (t, t, job_id, self._t(live_after))
+        return bool(self._run(lambda: self._execute(sql, params).rowcount))
+
 
 class Listener:
     """Waits for NOTIFY on a connection of its own (Postgres).
