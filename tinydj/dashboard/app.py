@@ -36,6 +36,7 @@ from ..redact import mask
 from ..schedule import to_naive_utc, utcnow
 from ..store import Store
 from . import pages, queries
+from .cache import CountsCache, Snapshot
 from .render import Ctx, esc, frame
 
 __all__ = ["ENV_TOKEN", "Dashboard", "make_app"]
@@ -142,6 +143,7 @@ class Dashboard:
         self.lock_timeout = lock_timeout
         self._source = self._resolve(database)
         self._static: dict[str, bytes] = {}
+        self._counts = CountsCache()
 
     @staticmethod
     def _resolve(database: str | peewee.Database | Config | None) -> Config | Store | None:
@@ -294,7 +296,8 @@ class Dashboard:
         elif path == "recurring":
             html = pages.recurring_page(ctx, queries.recurring_jobs(store))
         elif path == "queues":
-            html = pages.queues_page(ctx, queries.queue_counts(store, ctx.now), control.paused_queues(store=store))
+            snap = self._counts.get(store, ctx.now)
+            html = pages.queues_page(ctx, snap.counts, control.paused_queues(store=store), _age(ctx, snap))
         elif path == "workers":
             workers = control.list_workers(now=ctx.now, lock_timeout=self.lock_timeout, store=store)
             html = pages.workers_page(ctx, workers, queries.held_jobs(store), self.lock_timeout)
@@ -304,11 +307,12 @@ class Dashboard:
         return Response(status, html.encode(), headers=headers)
 
     def _overview(self, ctx: Ctx, store: Store) -> str:
-        counts = queries.queue_counts(store, ctx.now)
+        snap = self._counts.get(store, ctx.now)
         paused = control.paused_queues(store=store)
         points = control.outcomes(since=ctx.now - timedelta(minutes=59), until=ctx.now, store=store)
         workers = control.list_workers(now=ctx.now, lock_timeout=self.lock_timeout, store=store)
-        return pages.overview_page(ctx, counts, paused, points, workers, queries.held_jobs(store))
+        held = queries.held_jobs(store)
+        return pages.overview_page(ctx, snap.counts, paused, points, workers, held, _age(ctx, snap))
 
     def _jobs(self, ctx: Ctx, store: Store, req: Request, *, failed_view: bool) -> tuple[str, str]:
         state = "failed" if failed_view else req.arg("state")
@@ -438,6 +442,14 @@ class Dashboard:
         ctx = Ctx(req.base, utcnow(), True, "", "")
         body = f'<p class="flash bad">{esc(message)}</p><p><a href="{esc(ctx.url())}">Overview</a></p>'
         return Response(status, frame(ctx, "", status.split(" ", 1)[1], body).encode())
+
+
+def _age(ctx: Ctx, snap: Snapshot) -> str | None:
+    """"counted 3 s ago" when the counts come from the cache."""
+    if not snap.cached:
+        return None
+    seconds = max(0, round((ctx.now - snap.counted_at).total_seconds()))
+    return f"Counts are from {seconds} s ago (a large table is counted in the background)."
 
 
 def make_app(

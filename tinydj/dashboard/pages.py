@@ -123,6 +123,7 @@ def overview_page(
     points: Sequence[tuple[datetime, int, int]],
     workers: Sequence[WorkerInfo],
     held: dict[str, list[Job]],
+    counted: str | None = None,
 ) -> str:
     finished = sum(p[1] for p in points)
     failed = sum(p[2] for p in points)
@@ -140,12 +141,18 @@ def overview_page(
         f"{chart(points)}{hint}</section>"
         + '<section class="panel"><div class="panel-head"><h2>Queues</h2>'
         f'<a href="{esc(ctx.url("queues"))}">manage</a></div>'
-        + table(_queue_head(False), _queue_rows(ctx, counts, paused, False), empty="No jobs yet.")
+        + (f'<p class="muted small">{esc(counted)}</p>' if counted else "")
+        + table(
+            _queue_head(False),
+            _queue_rows(ctx, counts, paused, False),
+            empty="No jobs yet.",
+            numeric=range(2, 7),
+        )
         + "</section>"
         + '<section class="panel"><div class="panel-head">'
         f"<h2>Live workers <span class=\"count\">{len(live)}</span></h2>"
         f'<a href="{esc(ctx.url("workers"))}">all workers</a></div>'
-        + table(_WORKER_HEAD, _worker_rows(ctx, live, held), empty="No live worker.")
+        + table(_WORKER_HEAD, _worker_rows(ctx, live, held), empty="No live worker.", numeric=(3, 4))
         + "</section>"
     )
     return frame(ctx, "overview", "Overview", body, refresh=True)
@@ -184,10 +191,19 @@ def _pager(ctx: Ctx, path: str, query: dict[str, object], page: JobPage) -> str:
             f'<a class="btn ghost" rel="prev" href="{esc(ctx.url(path, **query, after=page.newer))}">‹ Newer</a>'
         )
     if page.older is not None:
+        label = "Search older ›" if page.searched else "Older ›"
         links.append(
-            f'<a class="btn ghost" rel="next" href="{esc(ctx.url(path, **query, before=page.older))}">Older ›</a>'
+            f'<a class="btn ghost" rel="next" href="{esc(ctx.url(path, **query, before=page.older))}">{label}</a>'
         )
-    return f'<nav class="pager">{"".join(links)}</nav>' if links else ""
+    note = ""
+    if page.searched:
+        low, high = page.searched
+        found = len(page.jobs)
+        note = (
+            f'<span class="muted small">{found} match{"es" if found != 1 else ""} '
+            f"in ids {low:,}–{high:,} (a search reads {high - low + 1:,} ids per page)</span>"
+        )
+    return f'<nav class="pager">{note}{"".join(links)}</nav>' if links or note else ""
 
 
 def jobs_page(
@@ -246,7 +262,7 @@ def jobs_page(
         warn
         + _filters(ctx, path, flt, queues, failed_view)
         + bar
-        + table(head, rows, cls="jobs", empty="No job matches.")
+        + table(head, rows, cls="jobs", empty="No job matches.", numeric=(len(head) - 3,))
         + _pager(ctx, path, {k: v for k, v in query.items() if v not in (None, "")}, page)
     )
     return frame(ctx, path, title, body)
@@ -351,7 +367,12 @@ def recurring_page(ctx: Ctx, jobs: Sequence[Job]) -> str:
     return frame(ctx, "recurring", "Recurring jobs", body)
 
 
-def queues_page(ctx: Ctx, counts: Sequence[QueueCounts], paused: dict[str, datetime]) -> str:
+def queues_page(
+    ctx: Ctx,
+    counts: Sequence[QueueCounts],
+    paused: dict[str, datetime],
+    counted: str | None = None,
+) -> str:
     known = {c.queue for c in counts}
     extra = [QueueCounts(queue=q) for q in sorted(paused) if q not in known]
     all_counts = sorted([*counts, *extra], key=lambda c: c.queue)
@@ -370,8 +391,14 @@ def queues_page(ctx: Ctx, counts: Sequence[QueueCounts], paused: dict[str, datet
         "jobs already running finish.</p>"
     )
     body = (
-        table(_queue_head(actions), _queue_rows(ctx, all_counts, paused, actions), empty="No queue yet.")
+        table(
+            _queue_head(actions),
+            _queue_rows(ctx, all_counts, paused, actions),
+            empty="No queue yet.",
+            numeric=range(2, 7),
+        )
         + note
+        + (f'<p class="muted small">{esc(counted)}</p>' if counted else "")
         + form
     )
     return frame(ctx, "queues", "Queues", body, refresh=True)
@@ -395,7 +422,12 @@ def workers_page(ctx: Ctx, workers: Sequence[WorkerInfo], held: dict[str, list[J
     body = (
         f'<p class="muted small">{live} live of {len(workers)} registered. A worker is dead when its '
         f"heartbeat is older than {lock_timeout:g} s; its jobs are taken over once their leases expire.</p>"
-        + table(_WORKER_HEAD, _worker_rows(ctx, workers, held), empty="No worker has registered.")
+        + table(
+            _WORKER_HEAD,
+            _worker_rows(ctx, workers, held),
+            empty="No worker has registered.",
+            numeric=(3, 4),
+        )
         + extra
     )
     return frame(ctx, "workers", "Workers", body, refresh=True)

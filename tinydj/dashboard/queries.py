@@ -25,6 +25,7 @@ from ..store import Store
 __all__ = [
     "PAGE_SIZE",
     "PAUSED_RUN_AT",
+    "SCAN_WINDOW",
     "STATES",
     "JobFilter",
     "JobPage",
@@ -120,6 +121,29 @@ class JobPage:
     newer: int | None
     #: Pass as ``before`` for the older page (None: this is the oldest).
     older: int | None
+    #: ``(lowest, highest)`` ids looked at, when a filter that reads rows one
+    #: by one stopped at the end of its window before the page was full.
+    searched: tuple[int, int] | None = None
+
+
+#: A filter that has to read rows one by one (free text, function, queue,
+#: state) looks at no more than this many ids per page, so that a rare match
+#: in a million rows cannot make a page slow; the page then offers to search
+#: further.
+SCAN_WINDOW = 50_000
+
+
+def _windowed(flt: JobFilter) -> bool:
+    if flt.job_id is not None or flt.state in ("running", "recurring"):
+        return False  # served by an index
+    return bool(flt.text or flt.function or flt.queue or flt.state)
+
+
+def _id_range(store: Store) -> tuple[int, int]:
+    # Two sub-selects: SQLite reads MIN and MAX from the key only one at a time.
+    sql = f"SELECT (SELECT MIN(id) FROM {TABLE}), (SELECT MAX(id) FROM {TABLE})"
+    low, high = store._run(lambda: store._execute(sql).fetchone())
+    return int(low or 0), int(high or 0)
 
 
 def list_jobs(
@@ -135,18 +159,30 @@ def list_jobs(
 
     ``before``/``after`` are ids: the page holds jobs older than ``before``
     or, going back, newer than ``after``. One extra row is read to know
-    whether there is a further page.
+    whether there is a further page. Filters that read rows one by one look
+    at ``SCAN_WINDOW`` ids at most (see ``JobPage.searched``).
     """
     store.ensure_schema()
     where, params = flt.where(store, now)
+    windowed = _windowed(flt)
+    low, high = _id_range(store) if windowed else (0, 0)
+    start = before
     if after is not None:
         where.append("id > ?")
         params.append(after)
+        if windowed:
+            where.append("id <= ?")
+            params.append(after + SCAN_WINDOW)
         order = "ASC"
     else:
-        if before is not None:
+        if windowed and start is None:
+            start = high + 1
+        if start is not None:
             where.append("id < ?")
-            params.append(before)
+            params.append(start)
+        if windowed and start is not None:
+            where.append("id >= ?")
+            params.append(start - SCAN_WINDOW)
         order = "DESC"
     sql = f"SELECT {_COLS} FROM {TABLE}"
     if where:
@@ -156,14 +192,20 @@ def list_jobs(
     rows = store._run(lambda: store._execute(sql, params).fetchall())
     more = len(rows) > limit
     jobs = [Job.from_row(r) for r in rows[:limit]]
+    searched = None
     if after is not None:
         jobs.reverse()
+        ceiling = after + SCAN_WINDOW
         newer = jobs[0].id if more and jobs else None
-        older = jobs[-1].id if jobs else None
+        if not more and windowed and ceiling < high:
+            newer, searched = ceiling, (after + 1, ceiling)
+        older = jobs[-1].id if jobs else after + 1
     else:
-        newer = jobs[0].id if before is not None and jobs else None
+        newer = (jobs[0].id if jobs else before - 1) if before is not None else None
         older = jobs[-1].id if more and jobs else None
-    return JobPage(jobs, newer, older)
+        if not more and windowed and start is not None and start - SCAN_WINDOW > low:
+            older, searched = start - SCAN_WINDOW, (start - SCAN_WINDOW, start - 1)
+    return JobPage(jobs, newer, older, searched)
 
 
 @dataclass(frozen=True, slots=True)

@@ -91,8 +91,8 @@ def duration(seconds: float) -> str:
     if s < 3600:
         return f"{s // 60}m {s % 60}s" if s < 600 and s % 60 else f"{s // 60}m"
     if s < 86400:
-        return f"{s // 3600}h {s % 3600 // 60}m"
-    return f"{s // 86400}d {s % 86400 // 3600}h"
+        return f"{s // 3600}h {s % 3600 // 60}m" if s % 3600 // 60 else f"{s // 3600}h"
+    return f"{s // 86400}d {s % 86400 // 3600}h" if s % 86400 // 3600 else f"{s // 86400}d"
 
 
 def ago(value: datetime | None, now: datetime) -> str:
@@ -155,19 +155,32 @@ def frame(ctx: Ctx, active: str, title: str, body: str, *, refresh: bool = False
     )
 
 
-def table(head: Sequence[str], rows: Iterable[str], *, cls: str = "", empty: str = "Nothing here.") -> str:
-    """A scrollable table; ``rows`` are ready ``<tr>`` strings."""
+def table(
+    head: Sequence[str],
+    rows: Iterable[str],
+    *,
+    cls: str = "",
+    empty: str = "Nothing here.",
+    numeric: Iterable[int] = (),
+) -> str:
+    """A scrollable table; ``rows`` are ready ``<tr>`` strings; ``numeric``
+    are the indexes of right-aligned columns."""
     body = "".join(rows)
     if not body:
         body = f'<tr><td colspan="{len(head)}" class="empty">{esc(empty)}</td></tr>'
-    heads = "".join(f"<th>{h}</th>" for h in head)
+    right = set(numeric)
+    heads = "".join(
+        f'<th class="num">{h}</th>' if i in right else f"<th>{h}</th>" for i, h in enumerate(head)
+    )
     return (
         f'<div class="scroll"><table class="grid {esc(cls)}"><thead><tr>{heads}</tr></thead>'
         f"<tbody>{body}</tbody></table></div>"
     )
 
 
-def chart(points: Sequence[tuple[datetime, int, int]], *, width: int = 720, height: int = 120) -> str:
+def chart(
+    points: Sequence[tuple[datetime, int, int]], *, width: int = 720, height: int = 110
+) -> str:
     """Stacked bars (finished, failed) per minute as an inline SVG."""
     if not points:
         return ""
@@ -176,7 +189,7 @@ def chart(points: Sequence[tuple[datetime, int, int]], *, width: int = 720, heig
     n = len(points)
     slot = width / n
     bar = max(slot - 2, 1)
-    plot = height - 18
+    plot = height
     bars = []
     for i, (minute, finished, failed) in enumerate(points):
         x = i * slot + 1
@@ -192,14 +205,9 @@ def chart(points: Sequence[tuple[datetime, int, int]], *, width: int = 720, heig
             f'height="{h_bad:.1f}"/></g>'
         )
     first, last = points[0][0], points[-1][0]
-    labels = (
-        f'<text x="0" y="{height - 3}" class="c-label">{first.strftime("%H:%M")}</text>'
-        f'<text x="{width}" y="{height - 3}" class="c-label" text-anchor="end">'
-        f'{last.strftime("%H:%M")}</text>'
-        f'<text x="{width / 2}" y="{height - 3}" class="c-label" text-anchor="middle">'
-        f"peak {top}/min</text>"
-    )
     return (
-        f'<svg class="chart" viewBox="0 0 {width} {height}" preserveAspectRatio="none" '
-        f'role="img" aria-label="jobs finished and failed per minute">{"".join(bars)}{labels}</svg>'
+        f'<svg class="chart" viewBox="0 0 {width} {plot}" preserveAspectRatio="none" '
+        f'role="img" aria-label="jobs finished and failed per minute">{"".join(bars)}</svg>'
+        f'<div class="axis"><span>{first.strftime("%H:%M")}</span>'
+        f"<span>peak {top}/min</span><span>{last.strftime('%H:%M')}</span></div>"
     )
