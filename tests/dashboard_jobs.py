@@ -5,6 +5,11 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+# Imported here, at collection, so that its @every task is registered before
+# conftest's isolated_registry saves and clears the registry: it then stays
+# out of these tables.
+import sample_jobs  # noqa: F401
+
 import tinydj
 from tinydj import control
 from tinydj.tasks import Task, upsert_recurring
