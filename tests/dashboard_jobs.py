@@ -50,6 +50,14 @@ def nightly_report() -> None:
     """Mails the nightly report."""
 
 
+def drop_control_tables(config: tinydj.Config) -> None:
+    """Start without tinydj's control tables (server databases keep them
+    between tests; conftest drops only delayed_jobs)."""
+    for table in ("tinydj_workers", "tinydj_queues", "tinydj_stats"):
+        config.database.execute_sql(f"DROP TABLE IF EXISTS {table}")
+    control._ready.discard(config.store)
+
+
 def populate(config: tinydj.Config, clock: Any) -> dict[str, Any]:
     """Fill the table with every kind of row; return some of their ids.
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+import dashboard_jobs
 import peewee
 import pytest
 
@@ -17,9 +18,7 @@ START = datetime(2030, 1, 1, 12, 0, 0)
 @pytest.fixture(autouse=True)
 def _drop_control_tables(config: tinydj.Config) -> None:
     # Each test starts without the control tables (they are created on first use).
-    for table in ("tinydj_workers", "tinydj_queues", "tinydj_stats"):
-        config.database.execute_sql(f"DROP TABLE IF EXISTS {table}")
-    control._ready.discard(config.store)
+    dashboard_jobs.drop_control_tables(config)
 
 
 def test_tables_are_created_on_first_use(config: tinydj.Config) -> None:

@@ -93,6 +93,11 @@ class Response:
         return next((v for k, v in self.headers if k.lower() == name.lower()), None)
 
 
+@pytest.fixture(autouse=True)
+def _fresh_control_tables(config: tinydj.Config) -> None:
+    dashboard_jobs.drop_control_tables(config)
+
+
 @pytest.fixture
 def made(config: tinydj.Config, clock: FakeClock) -> dict[str, Any]:
     return dashboard_jobs.populate(config, clock)
@@ -109,7 +114,7 @@ def _ids(text: str) -> list[int]:
 
 
 def _sql(config: tinydj.Config, sql: str, params: tuple[Any, ...] = ()) -> Any:
-    return config.store._execute(sql, params).fetchall()
+    return [tuple(r) for r in config.store._execute(sql, params).fetchall()]
 
 
 # -- pages -------------------------------------------------------------------

@@ -69,6 +69,11 @@ def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.fixture(autouse=True)
+def _fresh_control_tables(config: tinydj.Config) -> None:
+    dashboard_jobs.drop_control_tables(config)
+
+
 @pytest.fixture
 def made(config: tinydj.Config, clock: Any) -> dict[str, Any]:
     return dashboard_jobs.populate(config, clock)
