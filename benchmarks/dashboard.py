@@ -24,10 +24,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import tinydj  # noqa: E402
-from tinydj import control  # noqa: E402
-from tinydj.dashboard import make_app  # noqa: E402
-from tinydj.testing import FakeClock  # noqa: E402
+import tinydj
+from tinydj import control
+from tinydj.dashboard import make_app
+from tinydj.testing import FakeClock
 
 TARGET_MS = 200.0
 NOW = datetime(2030, 1, 1, 12, 0, 0)
@@ -175,7 +175,11 @@ def main(argv: list[str] | None = None) -> int:
     (have,) = config.database.execute_sql(
         "SELECT COUNT(*) FROM sqlite_master WHERE name = 'delayed_jobs'"
     ).fetchone()
-    count = config.database.execute_sql("SELECT COUNT(*) FROM delayed_jobs").fetchone()[0] if have else 0
+    count = (
+        config.database.execute_sql("SELECT COUNT(*) FROM delayed_jobs").fetchone()[0]
+        if have
+        else 0
+    )
     if count < args.jobs:
         config.database.execute_sql("DROP TABLE IF EXISTS delayed_jobs")
         for table in ("tinydj_workers", "tinydj_queues", "tinydj_stats"):
@@ -230,7 +234,9 @@ def main(argv: list[str] | None = None) -> int:
         median = statistics.median(times)
         ok = median <= TARGET_MS
         slow += not ok
-        print(f"{name:40} {median:10.1f} {max(times):8.1f}  {status[:3]:6}  {'ok' if ok else 'SLOW'}")
+        print(
+            f"{name:40} {median:10.1f} {max(times):8.1f}  {status[:3]:6}  {'ok' if ok else 'SLOW'}"
+        )
     return 1 if slow else 0
 
 

@@ -125,7 +125,9 @@ def test_overview_shows_counts_chart_and_live_workers(client: Client) -> None:
     assert page.status == 200
     assert "<h1>Overview</h1>" in page.text
     # 6 mail + 2 recurring due; 1 running (reports); 4 scheduled images; 4 failed.
-    cards = dict(re.findall(r'<span class="k">(\w+)</span><span class="v">([^<]+)</span>', page.text))
+    cards = dict(
+        re.findall(r'<span class="k">(\w+)</span><span class="v">([^<]+)</span>', page.text)
+    )
     assert cards == {"ready": "8", "running": "1", "scheduled": "4", "failed": "4", "lag": "0s"}
     assert page.text.count('class="c-ok"') == 60  # one bar per minute of the last hour
     assert dashboard_jobs.WORKER in page.text
@@ -271,7 +273,13 @@ def test_queues_and_workers_pages(client: Client, made: dict[str, Any]) -> None:
 
 def test_static_files(client: Client) -> None:
     css = client.get("/static/style.css")
-    assert css.status == 200 and css.header("Content-Type", ) == "text/css; charset=utf-8"
+    assert (
+        css.status == 200
+        and css.header(
+            "Content-Type",
+        )
+        == "text/css; charset=utf-8"
+    )
     assert client.get("/static/app.js").header("Content-Type") == "text/javascript; charset=utf-8"
     assert client.get("/static/../app.py").status == 404
 
@@ -474,7 +482,9 @@ def test_links_follow_script_name(config: tinydj.Config, made: dict[str, Any]) -
     assert f'href="/ops/jobs/jobs/{made["failed"][0]}"' in page.text
     response = client.post(f"/jobs/{made['failed'][0]}/retry")
     assert response.header("Location") == f"/ops/jobs/jobs/{made['failed'][0]}"
-    assert "Path=/ops/jobs/" in (Client(client.app, "/ops/jobs").get("/").header("Set-Cookie") or "")
+    assert "Path=/ops/jobs/" in (
+        Client(client.app, "/ops/jobs").get("/").header("Set-Cookie") or ""
+    )
 
 
 def test_prefix_is_stripped_from_path_info(config: tinydj.Config, made: dict[str, Any]) -> None:

@@ -127,7 +127,7 @@ def _create(store: Store) -> None:
 
 
 def _dt(value: Any) -> datetime:
-    return datetime.fromisoformat(value) if isinstance(value, str) else value  # type: ignore[no-any-return]
+    return datetime.fromisoformat(value) if isinstance(value, str) else value
 
 
 def _minute(value: datetime) -> datetime:

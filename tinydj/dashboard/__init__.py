@@ -24,7 +24,15 @@ import peewee
 from ..config import Config
 from .app import ENV_TOKEN, Dashboard, make_app
 
-__all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "ENV_TOKEN", "Dashboard", "make_app", "make_server_for", "serve"]
+__all__ = [
+    "DEFAULT_HOST",
+    "DEFAULT_PORT",
+    "ENV_TOKEN",
+    "Dashboard",
+    "make_app",
+    "make_server_for",
+    "serve",
+]
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +90,9 @@ def serve(
     assert isinstance(app, Dashboard)
     shown = f"[{host}]" if ":" in host else host
     mode = " read-only" if read_only else ""
-    print(f"tinydj{mode} dashboard on http://{shown}:{server.server_port}/ (Ctrl-C to stop)", file=out)
+    print(
+        f"tinydj{mode} dashboard on http://{shown}:{server.server_port}/ (Ctrl-C to stop)", file=out
+    )
     if not _is_loopback(host) and not app.token:
         print(
             f"warning: {host} is reachable from other machines and no token is set "

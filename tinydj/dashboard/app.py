@@ -231,7 +231,10 @@ class Dashboard:
                 location += "?" + urlencode(rest, doseq=True)
             return Response(
                 "303 See Other",
-                headers=[("Location", location), _cookie("tinydj_session", self._session(), req.base + "/")],
+                headers=[
+                    ("Location", location),
+                    _cookie("tinydj_session", self._session(), req.base + "/"),
+                ],
             )
         cookie = req.cookies.get("tinydj_session", "")
         if cookie and hmac.compare_digest(cookie.encode(), self._session().encode()):
@@ -259,7 +262,9 @@ class Dashboard:
         sent = (req.form.get("csrf") or [""])[0]
         cookie = req.cookies.get("tinydj_csrf", "")
         if not cookie or not hmac.compare_digest(sent.encode(), cookie.encode()):
-            raise HTTPError("403 Forbidden", "Missing or wrong CSRF token: reload the page and try again.")
+            raise HTTPError(
+                "403 Forbidden", "Missing or wrong CSRF token: reload the page and try again."
+            )
 
     def _csrf(self, req: Request) -> tuple[str, list[tuple[str, str]]]:
         token = req.cookies.get("tinydj_csrf", "")
@@ -289,7 +294,9 @@ class Dashboard:
         elif path.startswith("jobs/") and path[5:].isdigit():
             job = store.get(int(path[5:]))
             if job is None:
-                html = pages.not_found(ctx, f"Job #{path[5:]} does not exist (finished jobs are deleted).")
+                html = pages.not_found(
+                    ctx, f"Job #{path[5:]} does not exist (finished jobs are deleted)."
+                )
                 status = "404 Not Found"
             else:
                 html = pages.job_page(ctx, job)
@@ -297,7 +304,9 @@ class Dashboard:
             html = pages.recurring_page(ctx, queries.recurring_jobs(store))
         elif path == "queues":
             snap = self._counts.get(store, ctx.now)
-            html = pages.queues_page(ctx, snap.counts, control.paused_queues(store=store), _age(ctx, snap))
+            html = pages.queues_page(
+                ctx, snap.counts, control.paused_queues(store=store), _age(ctx, snap)
+            )
         elif path == "workers":
             workers = control.list_workers(now=ctx.now, lock_timeout=self.lock_timeout, store=store)
             html = pages.workers_page(ctx, workers, queries.held_jobs(store), self.lock_timeout)
@@ -335,7 +344,9 @@ class Dashboard:
             before=_int(req.arg("before"), "before"),
             after=_int(req.arg("after"), "after"),
         )
-        html = pages.jobs_page(ctx, flt, page, queries.queue_names(store), failed_view=failed_view, error=error)
+        html = pages.jobs_page(
+            ctx, flt, page, queries.queue_names(store), failed_view=failed_view, error=error
+        )
         return html, "400 Bad Request" if error else "200 OK"
 
     # -- actions --------------------------------------------------------------
@@ -348,7 +359,10 @@ class Dashboard:
         target = req.arg("next") or default_next
         if not re.fullmatch(r"[\w\-/]*(\?[^\s\\]*)?", target) or target.startswith("/"):
             target = default_next
-        headers = [("Location", f"{req.base}/{target}"), _cookie("tinydj_flash", message, req.base + "/")]
+        headers = [
+            ("Location", f"{req.base}/{target}"),
+            _cookie("tinydj_flash", message, req.base + "/"),
+        ]
         return Response("303 See Other", headers=headers)
 
     @staticmethod
@@ -401,7 +415,9 @@ class Dashboard:
             return f"Deleted job #{job_id}.", "failed" if job.failed_at else "jobs"
         if verb == "run":
             done = queries.run_now(store, job_id, now)
-            return (f"Job #{job_id} is due now." if done else f"Job #{job_id} cannot run now."), page
+            return (
+                f"Job #{job_id} is due now." if done else f"Job #{job_id} cannot run now."
+            ), page
         done = queries.set_recurring_paused(store, job_id, verb == "pause", now)
         if not done:
             return f"Job #{job_id} cannot be {verb}d now (not recurring, running or failed).", page
@@ -433,19 +449,25 @@ class Dashboard:
             raise HTTPError("404 Not Found", "No such file.")
         data = self._static.get(name)
         if data is None:
-            data = (importlib.resources.files(__package__ or "tinydj.dashboard") / "static" / name).read_bytes()
+            data = (
+                importlib.resources.files(__package__ or "tinydj.dashboard") / "static" / name
+            ).read_bytes()
             self._static[name] = data
-        return Response(body=data, content_type=_STATIC[name], headers=[("Cache-Control", "max-age=300")])
+        return Response(
+            body=data, content_type=_STATIC[name], headers=[("Cache-Control", "max-age=300")]
+        )
 
     def _error(self, environ: Environ, status: str, message: str) -> Response:
         req = self._request(environ)
         ctx = Ctx(req.base, utcnow(), True, "", "")
-        body = f'<p class="flash bad">{esc(message)}</p><p><a href="{esc(ctx.url())}">Overview</a></p>'
+        body = (
+            f'<p class="flash bad">{esc(message)}</p><p><a href="{esc(ctx.url())}">Overview</a></p>'
+        )
         return Response(status, frame(ctx, "", status.split(" ", 1)[1], body).encode())
 
 
 def _age(ctx: Ctx, snap: Snapshot) -> str | None:
-    """"counted 3 s ago" when the counts come from the cache."""
+    """ "counted 3 s ago" when the counts come from the cache."""
     if not snap.cached:
         return None
     seconds = max(0, round((ctx.now - snap.counted_at).total_seconds()))
@@ -472,4 +494,6 @@ def make_app(
 
     >>> app = tinydj.dashboard.make_app(read_only=True)  # doctest: +SKIP
     """
-    return Dashboard(database, read_only=read_only, token=token, prefix=prefix, lock_timeout=lock_timeout)
+    return Dashboard(
+        database, read_only=read_only, token=token, prefix=prefix, lock_timeout=lock_timeout
+    )

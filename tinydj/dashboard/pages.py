@@ -30,6 +30,11 @@ def _first_line(text: str | None, limit: int = 120) -> str:
     return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
+def _error_cell(job: Job) -> str:
+    title = esc(_first_line(job.last_error, 400))
+    return f'<td class="err" title="{title}">{esc(_first_line(job.last_error))}</td>'
+
+
 def _num(n: int, state: str = "") -> str:
     cls = f"num n-{state}" if n and state else "num"
     return f'<td class="{cls}">{n:,}</td>'
@@ -40,7 +45,9 @@ def _job_link(ctx: Ctx, job: Job) -> str:
 
 
 def _cards(ctx: Ctx, counts: Sequence[QueueCounts]) -> str:
-    totals = {s: sum(getattr(c, s) for c in counts) for s in ("ready", "scheduled", "running", "failed")}
+    totals = {
+        s: sum(getattr(c, s) for c in counts) for s in ("ready", "scheduled", "running", "failed")
+    }
     lags = [c.lag(ctx.now) for c in counts]
     worst = max((lag for lag in lags if lag is not None), default=None)
     cards = [
@@ -53,16 +60,27 @@ def _cards(ctx: Ctx, counts: Sequence[QueueCounts]) -> str:
         ("running", f"{totals['running']:,}", "held by workers", ctx.url("jobs", state="running")),
         ("scheduled", f"{totals['scheduled']:,}", "due later", ctx.url("jobs", state="scheduled")),
         ("failed", f"{totals['failed']:,}", "gave up", ctx.url("failed")),
-        ("lag", duration(worst) if worst is not None else "—", "oldest ready job", ctx.url("queues")),
+        (
+            "lag",
+            duration(worst) if worst is not None else "—",
+            "oldest ready job",
+            ctx.url("queues"),
+        ),
     ]
-    return '<div class="cards">' + "".join(
-        f'<a class="card k-{k}" href="{esc(href)}"><span class="k">{esc(k)}</span>'
-        f'<span class="v">{esc(v)}</span><span class="s">{esc(s)}</span></a>'
-        for k, v, s, href in cards
-    ) + "</div>"
+    return (
+        '<div class="cards">'
+        + "".join(
+            f'<a class="card k-{k}" href="{esc(href)}"><span class="k">{esc(k)}</span>'
+            f'<span class="v">{esc(v)}</span><span class="s">{esc(s)}</span></a>'
+            for k, v, s, href in cards
+        )
+        + "</div>"
+    )
 
 
-def _queue_rows(ctx: Ctx, counts: Sequence[QueueCounts], paused: dict[str, datetime], actions: bool) -> list[str]:
+def _queue_rows(
+    ctx: Ctx, counts: Sequence[QueueCounts], paused: dict[str, datetime], actions: bool
+) -> list[str]:
     rows = []
     for c in counts:
         lag = c.lag(ctx.now)
@@ -104,7 +122,7 @@ def _worker_rows(ctx: Ctx, workers: Sequence[WorkerInfo], held: dict[str, list[J
             "<tr>"
             f'<td class="mono">{esc(w.name)}</td>'
             f"<td>{badge('live') if w.alive else badge('dead')}</td>"
-            f"<td>{esc(w.host)}</td><td class=\"num\">{w.pid}</td><td class=\"num\">{w.threads}</td>"
+            f'<td>{esc(w.host)}</td><td class="num">{w.pid}</td><td class="num">{w.threads}</td>'
             f"<td>{esc(', '.join(w.queues) or 'all')}</td>"
             f"<td>{ago(w.started_at, ctx.now)}</td><td>{ago(w.heartbeat_at, ctx.now)}</td>"
             f"<td>{links or '<span class=muted>idle</span>'}</td>"
@@ -113,7 +131,17 @@ def _worker_rows(ctx: Ctx, workers: Sequence[WorkerInfo], held: dict[str, list[J
     return rows
 
 
-_WORKER_HEAD = ["Name", "State", "Host", "PID", "Threads", "Queues", "Started", "Heartbeat", "Holds"]
+_WORKER_HEAD = [
+    "Name",
+    "State",
+    "Host",
+    "PID",
+    "Threads",
+    "Queues",
+    "Started",
+    "Heartbeat",
+    "Holds",
+]
 
 
 def overview_page(
@@ -134,8 +162,7 @@ def overview_page(
         else '<p class="muted small">The chart fills as workers report what they ran.</p>'
     )
     body = (
-        _cards(ctx, counts)
-        + '<section class="panel"><div class="panel-head"><h2>Last hour</h2>'
+        _cards(ctx, counts) + '<section class="panel"><div class="panel-head"><h2>Last hour</h2>'
         f'<span class="legend"><i class="l-ok"></i>{finished:,} finished '
         f'<i class="l-bad"></i>{failed:,} failed</span></div>'
         f"{chart(points)}{hint}</section>"
@@ -150,9 +177,11 @@ def overview_page(
         )
         + "</section>"
         + '<section class="panel"><div class="panel-head">'
-        f"<h2>Live workers <span class=\"count\">{len(live)}</span></h2>"
+        f'<h2>Live workers <span class="count">{len(live)}</span></h2>'
         f'<a href="{esc(ctx.url("workers"))}">all workers</a></div>'
-        + table(_WORKER_HEAD, _worker_rows(ctx, live, held), empty="No live worker.", numeric=(3, 4))
+        + table(
+            _WORKER_HEAD, _worker_rows(ctx, live, held), empty="No live worker.", numeric=(3, 4)
+        )
         + "</section>"
     )
     return frame(ctx, "overview", "Overview", body, refresh=True)
@@ -165,18 +194,22 @@ def _filters(ctx: Ctx, path: str, flt: JobFilter, queues: Sequence[str], fixed_s
     state = (
         ""
         if fixed_state
-        else f'<label>State<select name="state"><option value="">any</option>{state_opts}</select></label>'
+        else f'<label>State<select name="state"><option value="">any</option>{state_opts}'
+        "</select></label>"
     )
     queue_opts = "".join(f'<option value="{esc(q)}"></option>' for q in queues)
     return (
         f'<form class="filters" method="get" action="{esc(ctx.url(path))}">'
         f"{state}"
-        f'<label>Queue<input name="queue" list="queues" value="{esc(flt.queue or "")}" placeholder="any"></label>'
+        f'<label>Queue<input name="queue" list="queues" value="{esc(flt.queue or "")}" '
+        'placeholder="any"></label>'
         f'<datalist id="queues">{queue_opts}</datalist>'
-        f'<label>Function<input name="function" value="{esc(flt.function or "")}" placeholder="module:name"></label>'
+        f'<label>Function<input name="function" value="{esc(flt.function or "")}" '
+        'placeholder="module:name"></label>'
         f'<label class="grow">Search<input type="search" name="q" value="{esc(flt.text or "")}" '
         'placeholder="text in arguments or error"></label>'
-        f'<label class="narrow">ID<input name="id" inputmode="numeric" value="{esc(flt.job_id or "")}"></label>'
+        '<label class="narrow">ID<input name="id" inputmode="numeric" '
+        f'value="{esc(flt.job_id or "")}"></label>'
         '<button class="btn primary" type="submit">Filter</button>'
         f'<a class="btn ghost" href="{esc(ctx.url(path))}">Reset</a>'
         "</form>"
@@ -188,12 +221,14 @@ def _pager(ctx: Ctx, path: str, query: dict[str, object], page: JobPage) -> str:
     if page.newer is not None:
         links.append(f'<a class="btn ghost" href="{esc(ctx.url(path, **query))}">« Newest</a>')
         links.append(
-            f'<a class="btn ghost" rel="prev" href="{esc(ctx.url(path, **query, after=page.newer))}">‹ Newer</a>'
+            '<a class="btn ghost" rel="prev" '
+            f'href="{esc(ctx.url(path, **query, after=page.newer))}">‹ Newer</a>'
         )
     if page.older is not None:
         label = "Search older ›" if page.searched else "Older ›"
         links.append(
-            f'<a class="btn ghost" rel="next" href="{esc(ctx.url(path, **query, before=page.older))}">{label}</a>'
+            '<a class="btn ghost" rel="next" '
+            f'href="{esc(ctx.url(path, **query, before=page.older))}">{label}</a>'
         )
     note = ""
     if page.searched:
@@ -226,7 +261,11 @@ def jobs_page(
     bulk = failed_view and not ctx.read_only
     rows = []
     for job in page.jobs:
-        state = "recurring" if job.recurring and job_state(job, ctx.now) == "scheduled" else job_state(job, ctx.now)
+        state = (
+            "recurring"
+            if job.recurring and job_state(job, ctx.now) == "scheduled"
+            else job_state(job, ctx.now)
+        )
         check = (
             f'<td class="pick"><input type="checkbox" name="ids" value="{job.id}" form="bulk" '
             f'aria-label="select job {job.id}"></td>'
@@ -238,10 +277,17 @@ def jobs_page(
             f'<td>{esc(job.queue)}</td><td class="mono fn">{esc(job.name)}</td>'
             f'<td class="num">{job.attempts}</td>'
             f"<td>{ago(job.failed_at if job.failed_at else job.run_at, ctx.now)}</td>"
-            f'<td class="err" title="{esc(_first_line(job.last_error, 400))}">{esc(_first_line(job.last_error))}</td>'
-            "</tr>"
+            f"{_error_cell(job)}</tr>"
         )
-    head = ["ID", "State", "Queue", "Function", "Att.", "Failed" if failed_view else "Run at", "Last error"]
+    head = [
+        "ID",
+        "State",
+        "Queue",
+        "Function",
+        "Att.",
+        "Failed" if failed_view else "Run at",
+        "Last error",
+    ]
     if bulk:
         head = ['<input type="checkbox" id="pick-all" aria-label="select all on this page">', *head]
     bar = ""
@@ -249,11 +295,14 @@ def jobs_page(
         bar = (
             f'<form id="bulk" class="bulk" method="post" action="{esc(ctx.url("failed/bulk"))}">'
             f'<input type="hidden" name="csrf" value="{esc(ctx.csrf)}">'
-            f'<input type="hidden" name="next" value="{esc(ctx.url(path, **query)[len(ctx.base) + 1:])}">'
+            '<input type="hidden" name="next" '
+            f'value="{esc(ctx.url(path, **query)[len(ctx.base) + 1 :])}">'
             '<span class="muted" id="picked">0 selected</span>'
-            '<button class="btn ok" name="action" value="retry" type="submit">Retry selected</button>'
+            '<button class="btn ok" name="action" value="retry" type="submit">Retry selected'
+            "</button>"
             '<button class="btn danger" name="action" value="delete" type="submit" '
-            'data-confirm="Delete the selected jobs? This cannot be undone.">Delete selected</button>'
+            'data-confirm="Delete the selected jobs? This cannot be undone.">Delete selected'
+            "</button>"
             "</form>"
         )
     warn = f'<div class="flash bad">{esc(error)}</div>' if error else ""
@@ -303,11 +352,19 @@ def job_page(ctx: Ctx, job: Job) -> str:
             continue
         value = getattr(job, col)
         if col in times:
-            text = f"{esc(stamp(value))} <span class=\"muted\">({ago(value, ctx.now)})</span>" if value else "—"
+            text = (
+                f'{esc(stamp(value))} <span class="muted">({ago(value, ctx.now)})</span>'
+                if value
+                else "—"
+            )
             fields.append(_field(col, text, raw=True))
         elif col == "locked_by" and value:
             fields.append(
-                _field(col, f'<a class="mono" href="{esc(ctx.url("workers"))}">{esc(value)}</a>', raw=True)
+                _field(
+                    col,
+                    f'<a class="mono" href="{esc(ctx.url("workers"))}">{esc(value)}</a>',
+                    raw=True,
+                )
             )
         else:
             fields.append(_field(col, "—" if value is None else str(value)))
@@ -325,9 +382,7 @@ def job_page(ctx: Ctx, job: Job) -> str:
     body = (
         f'<div class="jobhead">{badge(state)}<span class="mono fn big">{esc(job.name)}</span>'
         f'<span class="muted">queue {esc(job.queue)} · {esc(attempts)}</span></div>'
-        f'<div class="actions">{"".join(actions)}</div>'
-        + error
-        + '<div class="split">'
+        f'<div class="actions">{"".join(actions)}</div>' + error + '<div class="split">'
         f'<section class="panel"><div class="panel-head"><h2>Handler</h2></div>'
         f'<pre class="code">{esc(job.handler)}</pre></section>'
         f'<section class="panel"><div class="panel-head"><h2>Columns</h2></div>'
@@ -349,14 +404,19 @@ def recurring_page(ctx: Ctx, jobs: Sequence[Job]) -> str:
                 if paused
                 else ctx.form(f"jobs/{job.id}/pause", "Pause", style="warn", next="recurring")
             )
-        shown = "paused" if paused else ("failed" if state == "failed" else "running" if state == "running" else "active")
+        shown = (
+            "paused"
+            if paused
+            else ("failed" if state == "failed" else "running" if state == "running" else "active")
+        )
         rows.append(
             "<tr>"
-            f'<td><a class="mono fn" href="{esc(ctx.url(f"jobs/{job.id}"))}">{esc(job.name)}</a></td>'
+            f'<td><a class="mono fn" href="{esc(ctx.url(f"jobs/{job.id}"))}">{esc(job.name)}</a>'
+            "</td>"
             f"<td>{badge(shown)}</td><td>{esc(job.queue)}</td>"
             f'<td class="mono">every {esc(job.reoccur_in)}</td>'
             f"<td>{ago(job.run_at, ctx.now)}</td><td>{ago(job.last_run_at, ctx.now)}</td>"
-            f'<td class="err" title="{esc(_first_line(job.last_error, 400))}">{esc(_first_line(job.last_error))}</td>'
+            + _error_cell(job)
             + (f'<td class="act">{actions}</td>' if not ctx.read_only else "")
             + "</tr>"
         )
@@ -404,24 +464,28 @@ def queues_page(
     return frame(ctx, "queues", "Queues", body, refresh=True)
 
 
-def workers_page(ctx: Ctx, workers: Sequence[WorkerInfo], held: dict[str, list[Job]], lock_timeout: float) -> str:
+def workers_page(
+    ctx: Ctx, workers: Sequence[WorkerInfo], held: dict[str, list[Job]], lock_timeout: float
+) -> str:
     live = sum(1 for w in workers if w.alive)
     known = {w.name for w in workers}
     orphans = {k: v for k, v in held.items() if k not in known}
     extra = ""
     if orphans:
         rows = [
-            f'<tr><td class="mono">{esc(name)}</td><td>{" ".join(_job_link(ctx, j) for j in jobs[:20])}</td></tr>'
+            f'<tr><td class="mono">{esc(name)}</td>'
+            f"<td>{' '.join(_job_link(ctx, j) for j in jobs[:20])}</td></tr>"
             for name, jobs in sorted(orphans.items())
         ]
         extra = (
-            '<section class="panel"><div class="panel-head"><h2>Jobs held by unregistered workers</h2></div>'
-            + table(["Locked by", "Jobs"], rows)
-            + "</section>"
+            '<section class="panel"><div class="panel-head"><h2>Jobs held by unregistered '
+            "workers</h2></div>" + table(["Locked by", "Jobs"], rows) + "</section>"
         )
     body = (
-        f'<p class="muted small">{live} live of {len(workers)} registered. A worker is dead when its '
-        f"heartbeat is older than {lock_timeout:g} s; its jobs are taken over once their leases expire.</p>"
+        f'<p class="muted small">{live} live of {len(workers)} registered. A worker is dead when '
+        "its "
+        f"heartbeat is older than {lock_timeout:g} s; its jobs are taken over once their leases "
+        "expire.</p>"
         + table(
             _WORKER_HEAD,
             _worker_rows(ctx, workers, held),

@@ -100,7 +100,7 @@ class JobFilter:
             params.append(self.queue)
         if self.function:
             name = _like(self.function)
-            where.append(f"(handler LIKE ?{_ESCAPE} OR handler LIKE ?{_ESCAPE} OR \"key\" = ?)")
+            where.append(f'(handler LIKE ?{_ESCAPE} OR handler LIKE ?{_ESCAPE} OR "key" = ?)')
             params += [f"%function: {name}%", f"%class: {name}%", self.function]
         if self.text:
             pattern = f"%{_like(self.text.lower())}%"
@@ -193,6 +193,8 @@ def list_jobs(
     more = len(rows) > limit
     jobs = [Job.from_row(r) for r in rows[:limit]]
     searched = None
+    newer: int | None = None
+    older: int | None = None
     if after is not None:
         jobs.reverse()
         ceiling = after + SCAN_WINDOW
@@ -201,7 +203,8 @@ def list_jobs(
             newer, searched = ceiling, (after + 1, ceiling)
         older = jobs[-1].id if jobs else after + 1
     else:
-        newer = (jobs[0].id if jobs else before - 1) if before is not None else None
+        if before is not None:
+            newer = jobs[0].id if jobs else before - 1
         older = jobs[-1].id if more and jobs else None
         if not more and windowed and start is not None and start - SCAN_WINDOW > low:
             older, searched = start - SCAN_WINDOW, (start - SCAN_WINDOW, start - 1)
@@ -234,7 +237,7 @@ class QueueCounts:
 def _dt(value: Any) -> datetime | None:
     if value is None:
         return None
-    return datetime.fromisoformat(value) if isinstance(value, str) else value  # type: ignore[no-any-return]
+    return datetime.fromisoformat(value) if isinstance(value, str) else value
 
 
 def queue_counts(store: Store, now: datetime) -> list[QueueCounts]:
@@ -324,7 +327,7 @@ def held_jobs(store: Store, limit: int = 1000) -> dict[str, list[Job]]:
 def recurring_jobs(store: Store) -> list[Job]:
     """Every recurring row, by name."""
     store.ensure_schema()
-    sql = f"SELECT {_COLS} FROM {TABLE} WHERE {_state_sql('recurring')} ORDER BY \"key\""
+    sql = f'SELECT {_COLS} FROM {TABLE} WHERE {_state_sql("recurring")} ORDER BY "key"'
     rows = store._run(lambda: store._execute(sql).fetchall())
     return [Job.from_row(r) for r in rows]
 

@@ -59,7 +59,9 @@ class Ctx:
         pairs = {k: str(v) for k, v in query.items() if v not in (None, "")}
         return href + ("?" + urlencode(pairs) if pairs else "")
 
-    def form(self, path: str, label: str, *, style: str = "", confirm: str = "", **hidden: object) -> str:
+    def form(
+        self, path: str, label: str, *, style: str = "", confirm: str = "", **hidden: object
+    ) -> str:
         """A one-button POST form (nothing in read-only mode)."""
         if self.read_only:
             return ""
@@ -102,7 +104,11 @@ def ago(value: datetime | None, now: datetime) -> str:
     if value >= PAUSED_RUN_AT:
         return '<span class="badge b-paused">paused</span>'
     delta = (now - value).total_seconds()
-    text = "now" if abs(delta) < 1 else (f"{duration(delta)} ago" if delta > 0 else f"in {duration(delta)}")
+    text = (
+        "now"
+        if abs(delta) < 1
+        else (f"{duration(delta)} ago" if delta > 0 else f"in {duration(delta)}")
+    )
     return f'<time datetime="{value.isoformat()}Z" title="{stamp(value)} UTC">{text}</time>'
 
 
@@ -147,9 +153,11 @@ def frame(ctx: Ctx, active: str, title: str, body: str, *, refresh: bool = False
         '<header class="top"><div class="wrap">'
         f'<a class="brand" href="{esc(ctx.url())}"><span class="logo">dj</span>tinydj</a>'
         f'<nav class="nav">{links}</nav>'
-        f'<div class="meta"><span class="db" title="database">{esc(ctx.database)}</span>{mode}</div>'
+        f'<div class="meta"><span class="db" title="database">{esc(ctx.database)}</span>'
+        f"{mode}</div>"
         "</div></header>"
-        f'<main class="wrap">{flash}<div class="head"><h1>{esc(title)}</h1>{live}</div>{body}</main>'
+        f'<main class="wrap">{flash}<div class="head"><h1>{esc(title)}</h1>{live}</div>'
+        f"{body}</main>"
         f'<footer class="wrap foot">Times are UTC · rendered {stamp(ctx.now)}</footer>'
         "</body></html>"
     )
@@ -198,7 +206,7 @@ def chart(
         y_ok = plot - h_ok
         title = f"{minute.strftime('%H:%M')} UTC: {finished} finished, {failed} failed"
         bars.append(
-            f'<g><title>{esc(title)}</title>'
+            f"<g><title>{esc(title)}</title>"
             f'<rect class="c-slot" x="{x:.1f}" y="0" width="{bar:.1f}" height="{plot}"/>'
             f'<rect class="c-ok" x="{x:.1f}" y="{y_ok:.1f}" width="{bar:.1f}" height="{h_ok:.1f}"/>'
             f'<rect class="c-bad" x="{x:.1f}" y="{y_ok - h_bad:.1f}" width="{bar:.1f}" '
