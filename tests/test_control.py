@@ -132,3 +132,16 @@ def test_tally_keeps_counts_when_the_write_fails(config: tinydj.Config) -> None:
         del broken._execute
     assert tally.flush(broken) == 1
     assert control.outcomes(since=START, until=START) == [(START, 1, 0)]
+
+
+def test_format_workers_for_the_command_line(config: tinydj.Config) -> None:
+    control.register_worker("w1", host="box", pid=42, threads=4, queues=None, now=START)
+    control.register_worker("w-two", host="b", pid=7, threads=1, queues=["mail"], now=START)
+    later = START + timedelta(seconds=40)
+    control.heartbeat("w1", now=later)
+    lines = control.format_workers(control.list_workers(now=later), later)
+    assert lines == [
+        "STATE  NAME   HOST  PID  THREADS  QUEUES  HEARTBEAT",
+        "live   w1     box   42   4        all     0s ago",
+        "dead   w-two  b     7    1        mail    40s ago",
+    ]

@@ -38,6 +38,7 @@ __all__ = [
     "Tally",
     "WorkerInfo",
     "ensure_tables",
+    "format_workers",
     "heartbeat",
     "list_workers",
     "outcomes",
@@ -220,6 +221,31 @@ def list_workers(
     ]
     workers.sort(key=lambda w: (not w.alive, w.name))
     return workers
+
+
+def format_workers(workers: Iterable[WorkerInfo], now: datetime) -> list[str]:
+    """Lines for ``tinydj workers``: a header, then one aligned line per worker.
+
+    >>> print("\n".join(format_workers(list_workers(now=now), now)))  # doctest: +SKIP
+    STATE  NAME                   HOST   PID  THREADS  QUEUES  HEARTBEAT
+    live   host:web-1 pid:42 w1   web-1  42   4        all     3s ago
+    """
+    rows = [("STATE", "NAME", "HOST", "PID", "THREADS", "QUEUES", "HEARTBEAT")]
+    for w in workers:
+        age = max(0, int((now - w.heartbeat_at).total_seconds()))
+        rows.append(
+            (
+                "live" if w.alive else "dead",
+                w.name,
+                w.host,
+                str(w.pid),
+                str(w.threads),
+                ",".join(w.queues) or "all",
+                f"{age}s ago",
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return ["  ".join(c.ljust(n) for c, n in zip(r, widths, strict=True)).rstrip() for r in rows]
 
 
 def prune_workers(*, before: datetime, store: Store | None = None) -> int:
