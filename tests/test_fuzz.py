@@ -524,7 +524,9 @@ def _work_off_foreign_rows(cfg: tinydj.Config, garbage: list[dict[str, Any]]) ->
     try:
         worker.work_off(len(garbage) + 5)
     except BaseException as exc:
-        raise AssertionError(f"work_off raised {type(exc).__name__}: {exc}; rows {garbage!r}")
+        raise AssertionError(
+            f"work_off raised {type(exc).__name__}: {exc}; rows {garbage!r}"
+        ) from exc
     assert (("sentinel",), {}) in sample_jobs.calls, f"the good job did not run: {garbage!r}"
     for job in store.select():  # never raises, whatever the rows hold
         assert job.locked_by != worker.name, f"left locked: {job}"
