@@ -15,6 +15,7 @@ from .config import Config, configure, get_config
 from .errors import (
     ConfigurationError,
     DatabaseBusy,
+    DatabaseUnavailable,
     HandlerError,
     SerializationError,
     TinyDJError,
@@ -38,6 +39,7 @@ __all__ = [
     "Config",
     "ConfigurationError",
     "DatabaseBusy",
+    "DatabaseUnavailable",
     "HandlerError",
     "Job",
     "SerializationError",
