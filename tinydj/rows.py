@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from .job import COLUMNS, Job
 from .schedule import parse_every
@@ -155,12 +156,75 @@ def _convert(row: Sequence[object], lenient: bool) -> Job:
     return Job(*values)  # type: ignore[arg-type]
 
 
+class _Slow(Exception):
+    """The fast path met something unusual: read the row column by column."""
+
+
+_fromiso = datetime.fromisoformat
+
+
+def _s(value: Any) -> Any:
+    return value.decode() if type(value) is bytes else value
+
+
+def _t(value: Any) -> Any:
+    if value is None:
+        return None
+    if type(value) is bytes:
+        value = _fromiso(value.decode())
+    elif type(value) is str:
+        value = _fromiso(value)
+    if value.tzinfo is not None:
+        raise _Slow
+    return value
+
+
+def _fast(row: Sequence[Any]) -> Job:
+    """The common case, well-formed rows, in one pass."""
+    i, priority, attempts, handler, error, run_at, locked_at, locked_by = row[:8]
+    failed_at, reoccur_in, last_run_at, created_at, updated_at, queue, key, stops = row[8:]
+    if type(priority) is not int or type(attempts) is not int or type(stops) is not int:
+        raise _Slow
+    handler, queue, reoccur_in = _s(handler), _s(queue), _s(reoccur_in)
+    if type(handler) is not str or type(queue) is not str:
+        raise _Slow
+    if reoccur_in is not None and reoccur_in not in _valid_intervals:
+        raise _Slow
+    run_at, created_at, updated_at = _t(run_at), _t(created_at), _t(updated_at)
+    if run_at is None or created_at is None or updated_at is None:
+        raise _Slow
+    return Job(
+        i,
+        priority,
+        attempts,
+        handler,
+        _s(error),
+        run_at,
+        _t(locked_at),
+        _s(locked_by),
+        _t(failed_at),
+        reoccur_in,
+        _t(last_run_at),
+        created_at,
+        updated_at,
+        queue,
+        _s(key),
+        stops,
+    )
+
+
 def read(row: Sequence[object]) -> Job:
     """The ``Job`` of a raw row (``COLUMNS`` order); ``UnreadableRow`` if a column
     holds what tinydj cannot use."""
-    return _convert(row, lenient=False)
+    try:
+        return _fast(row)
+    except Exception:  # anything unusual: the careful path says what, or copes
+        return _convert(row, lenient=False)
 
 
 def read_lenient(row: Sequence[object]) -> Job:
     """Like ``read``, with placeholders for what cannot be read; never raises."""
-    return _convert(row, lenient=True)
+    try:
+        return _fast(row)
+    except Exception:
+        return _convert(row, lenient=True)
