@@ -120,7 +120,7 @@ def test_upsert_inserts_then_updates_by_key(store: Store) -> None:
 
 
 def test_counts_retry_delete_clear(store: Store) -> None:
-    a, b, c = store.insert([_new("a"), _new("b"), _new("c", at=timedelta(hours=1))], NOW)
+    a, b, _ = store.insert([_new("a"), _new("b"), _new("c", at=timedelta(hours=1))], NOW)
     _reserve(store, "w", limit=1)
     store.finish(a.id, "w", NOW, attempts=25, last_error="x", run_at=NOW, failed_at=NOW)
     assert store.counts(NOW) == {"ready": 1, "scheduled": 1, "locked": 0, "failed": 1}

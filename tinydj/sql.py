@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
 import peewee
 
@@ -74,6 +76,12 @@ class Dialect:
         if self.quote != '"':
             sql = sql.replace('"', self.quote)
         return sql
+
+    def bind_time(self, value: datetime | None) -> Any:
+        """A naive UTC time as this database binds it (ISO text on SQLite)."""
+        if value is None or not self.text_times:
+            return value
+        return value.isoformat(" ", "microseconds")
 
 
 SQLITE = Dialect("sqlite", "?", "IMMEDIATE", "", "MIN", True, True)

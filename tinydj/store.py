@@ -13,10 +13,8 @@ order right), ``datetime`` objects elsewhere.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -24,7 +22,8 @@ import peewee
 
 from . import rows
 from .connection import SQLITE_BUSY_BUDGET, Connection
-from .job import Job
+from .doorbell import Doorbell
+from .job import Job, NewJob
 from .listener import Listener
 from .models import make_model
 from .schema import Schema
@@ -36,18 +35,6 @@ log = logging.getLogger(__name__)
 
 #: The columns in ``COLUMNS`` order, as SQL (kept for scripts that used it).
 _COLS = PLAIN_COLUMNS
-
-
-@dataclass(frozen=True, slots=True)
-class NewJob:
-    """A row about to be inserted."""
-
-    handler: str
-    queue: str
-    priority: int
-    run_at: datetime
-    key: str | None = None
-    reoccur_in: str | None = None
 
 
 def _chunks(ids: Sequence[int]) -> Iterator[Sequence[int]]:
@@ -78,42 +65,25 @@ class Store:
         self.connection = Connection(database, self.dialect, shared=serialize)
         self._schema = Schema(self.connection, self.model)
         self._run = self.connection.run
+        #: Statements written with ``?`` and ``"`` in this dialect; a time as bound.
+        self._q = self.dialect.render
+        self._t = self.dialect.bind_time
         self._execute = self.connection.execute
-        self._listeners: list[Callable[[], None]] = []
+        self.doorbell = Doorbell()
 
     # -- wake-up of workers in this process ----------------------------------
 
     def add_listener(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` whenever a job inserted here becomes visible."""
-        self._listeners.append(callback)
+        self.doorbell.add(callback)
 
     def remove_listener(self, callback: Callable[[], None]) -> None:
-        with contextlib.suppress(ValueError):
-            self._listeners.remove(callback)
+        self.doorbell.remove(callback)
 
     def _inserted(self) -> None:
-        # After the commit: a job enqueued inside the application's
-        # transaction wakes the workers only once it can be seen.
-        if self._listeners:
-            try:
-                self.db.after_commit(self._wake)
-            except ValueError:  # peewee's manual-commit mode has no hooks
-                self._wake()
-
-    def _wake(self) -> None:
-        for callback in list(self._listeners):
-            callback()
+        self.doorbell.ring_after_commit(self.db)
 
     # -- plumbing ----------------------------------------------------------
-
-    def _q(self, sql: str) -> str:
-        """Translate a statement written with ``?`` markers and ``"`` quotes."""
-        return self.dialect.render(sql)
-
-    def _t(self, value: datetime | None) -> Any:
-        if value is None or not self.dialect.text_times:
-            return value
-        return value.isoformat(" ", "microseconds")
 
     def ensure_schema(self) -> None:
         """Create the table and its indexes unless they exist (once per Store)."""
@@ -131,45 +101,13 @@ class Store:
             return []
         self.ensure_schema()
         t = self._t(now)
-        params = [
-            (
-                j.priority,
-                0,
-                j.handler,
-                t if j.run_at is now else self._t(j.run_at),
-                j.queue,
-                j.key,
-                j.reoccur_in,
-                t,
-                t,
-            )
-            for j in jobs
-        ]
+        params = [j.params(t, t if j.run_at is now else self._t(j.run_at)) for j in jobs]
         if len(params) == 1:
             ids = self._run(lambda: self._insert_one(params[0]))
         else:
             ids = self._run(lambda: self._insert_many(params))
         self._inserted()
-        return [
-            Job(
-                i,
-                j.priority,
-                0,
-                j.handler,
-                None,
-                j.run_at,
-                None,
-                None,
-                None,
-                j.reoccur_in,
-                None,
-                now,
-                now,
-                j.queue,
-                j.key,
-            )
-            for i, j in zip(ids, jobs, strict=True)
-        ]
+        return [j.inserted(i, now) for i, j in zip(ids, jobs, strict=True)]
 
     def _insert_one(self, params: Sequence[Any]) -> list[int]:
         if self.dialect.returning and not self.dialect.text_times:
@@ -201,18 +139,7 @@ class Store:
         """
         self.ensure_schema()
         t = self._t(now)
-        params = (
-            job.priority,
-            0,
-            job.handler,
-            self._t(job.run_at),
-            job.queue,
-            job.key,
-            job.reoccur_in,
-            t,
-            t,
-            self._t(soonest),
-        )
+        params = (*job.params(t, self._t(job.run_at)), self._t(soonest))
 
         def go() -> Any:
             if self.dialect.returning:
