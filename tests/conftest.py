@@ -49,6 +49,12 @@ MYSQL_URL = BASE_MYSQL_URL.rsplit("/", 1)[0] + "/" + MYSQL_DB if BASE_MYSQL_URL 
 START = datetime(2030, 1, 1, 12, 0, 0)
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "restart: restarts the local database server (select with -m restart)"
+    )
+
+
 def _server_param(name: str, url: str | None, variable: str) -> object:
     if url or os.environ.get("CI"):
         # In CI a missing server URL fails the test (see db_url), never skips.

@@ -124,6 +124,6 @@ def test_store_retry_unless_held_is_one_conditional_update(
     config: tinydj.Config, rows: dict[int, str]
 ) -> None:
     store = config.store
-    assert not store.retry_unless_held(4, START, START - timedelta(seconds=30))
-    assert store.retry_unless_held(4, START, START + timedelta(seconds=1))
-    assert not store.retry_unless_held(999, START, START)
+    assert not store.states.retry_unless_held(4, START, START - timedelta(seconds=30))
+    assert store.states.retry_unless_held(4, START, START + timedelta(seconds=1))
+    assert not store.states.retry_unless_held(999, START, START)

@@ -35,7 +35,7 @@ from proc_helpers import Processes, read_lines, run_exactly_once, wait_until
 import tinydj
 from tinydj.config import open_database
 from tinydj.schedule import parse_every, to_naive_utc, utcnow
-from tinydj.store import _COLS, Store
+from tinydj.store import Store
 
 _SEQ = iter(range(1, 1_000_000))
 
@@ -385,12 +385,10 @@ def _reserve_statement(
 ) -> tuple[str, tuple[Any, ...]]:
     """The statement ``Store.reserve`` runs on a returning dialect, built the same
     way, with its parameters: (sql, params)."""
-    due, lock = store._reserve_sql(len(queues))
     now = now_utc()
     t_now = store._t(now)
     due_params = (t_now, store._t(now - timedelta(seconds=30)), *queues, limit)
-    sql = f"{lock}({due}) RETURNING {_COLS}"
-    return store._q(sql), (t_now, "explain-worker", *due_params)
+    return store.sql.reserve(len(queues)), (t_now, "explain-worker", *due_params)
 
 
 def _plan_nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
@@ -623,9 +621,8 @@ def _mysql_fill(
 def _mysql_reserve_cost(db: peewee.Database, store: Store, limit: int) -> tuple[str, int]:
     """(EXPLAIN of the locking select, index entries read to run it) on MySQL,
     whose reservation is that SELECT ... FOR UPDATE SKIP LOCKED plus an UPDATE by id."""
-    due, _ = store._reserve_sql(0)
     now = now_utc()
-    sql = store._q(due)
+    sql = store.sql.due(0)
     params = (now, now - timedelta(seconds=30), limit)
     plan = db.execute_sql("EXPLAIN FORMAT=JSON " + sql, params).fetchone()[0]
 

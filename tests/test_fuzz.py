@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 import sample_jobs
-from conftest import START
+from conftest import DATABASES, PG_URL, START, drop_table
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -417,3 +417,141 @@ def test_failure_messages_the_database_cannot_store_do_not_jam_the_worker(
     _work_off_garbage(config, [handler])
     (row,) = config.store.select()
     assert row.attempts == 1 and "no such file" in (row.last_error or "")
+
+
+# -- every column of a row written by another program ------------------------------------
+
+#: Columns another program may write, and the ones NOT NULL in the table.
+_ROW_COLUMNS = (
+    "priority",
+    "attempts",
+    "handler",
+    "run_at",
+    "locked_at",
+    "locked_by",
+    "queue",
+    "reoccur_in",
+    "interruptions",
+    "created_at",
+    "updated_at",
+)
+_NOT_NULL = {"priority", "attempts", "handler", "run_at", "queue", "interruptions"}
+_NOT_NULL |= {"created_at", "updated_at"}
+_SMALL = st.integers(-(10**6), 10**6)
+_TIMES = st.datetimes(datetime(1, 1, 1), datetime(9999, 12, 31))
+_ISO_TEXT = st.one_of(
+    _TIMES.map(lambda t: t.isoformat(" ", "microseconds")),
+    _TIMES.map(lambda t: t.isoformat("T", "milliseconds") + "Z"),
+    st.tuples(_TIMES, st.integers(-14, 14)).map(lambda p: p[0].isoformat() + f"{p[1]:+03d}:00"),
+    st.sampled_from(["", " ", "now", "2030-13-45", "2030-01-01T25:00", "infinity"]),
+)
+_INTERVALS = st.one_of(st.sampled_from(["1h", "30s", "1d", "0s", "-1h", "1 fortnight"]), st.text())
+
+
+def _sqlite_value(column: str) -> st.SearchStrategy[Any]:
+    """Anything SQLite stores: text, bytes (UTF-8 or not), numbers, NULL."""
+    anything = st.one_of(
+        st.text(max_size=40),
+        st.binary(max_size=40),
+        _SMALL,
+        st.floats(allow_nan=False, allow_infinity=False),
+        _ISO_TEXT,
+    )
+    typical = {
+        "priority": _SMALL,
+        "attempts": _SMALL,
+        "interruptions": _SMALL,
+        "handler": st.sampled_from(REAL[:8]).map(lambda h: h),
+        "reoccur_in": _INTERVALS,
+        "queue": st.just("default"),
+    }.get(column, _ISO_TEXT)
+    value = st.one_of(typical, typical, anything)
+    return value if column in _NOT_NULL else st.one_of(st.none(), value)
+
+
+def _pg_value(column: str) -> st.SearchStrategy[Any]:
+    """What a typed Postgres column accepts: in-range values of its type."""
+    text = st.text(st.characters(blacklist_characters="\x00"), max_size=40)
+    strategy: st.SearchStrategy[Any] = {
+        "priority": _SMALL,
+        "attempts": _SMALL,
+        "interruptions": _SMALL,
+        "handler": st.one_of(st.sampled_from(REAL[:8]), text),
+        "reoccur_in": _INTERVALS.filter(lambda s: "\x00" not in s).map(lambda s: s[:60]),
+        "queue": st.one_of(st.just("default"), text),
+        "locked_by": text,
+    }.get(column, _TIMES)
+    return strategy if column in _NOT_NULL else st.one_of(st.none(), strategy)
+
+
+def _garbage_rows(value: Any) -> st.SearchStrategy[list[dict[str, Any]]]:
+    row = st.fixed_dictionaries({c: value(c) for c in _ROW_COLUMNS})
+    return st.lists(row, min_size=1, max_size=4)
+
+
+@pytest.fixture(params=DATABASES[:2])
+def sqlite_or_pg(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tinydj.Config]:
+    sample_jobs.reset()
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'jobs.sqlite3'}"
+    else:
+        if not PG_URL:
+            pytest.fail("TINYDJ_TEST_PG_URL is not set: in CI the postgres tests must run")
+        drop_table(PG_URL)
+        url = PG_URL
+    cfg = tinydj.configure(url, clock=FakeClock(START))
+    cfg.store.ensure_schema()
+    yield cfg
+    cfg.store.close()
+    cfg.database.close()
+
+
+def _insert_raw(cfg: tinydj.Config, row: dict[str, Any]) -> None:
+    marks = ", ".join(["?"] * len(_ROW_COLUMNS))
+    sql = f"INSERT INTO delayed_jobs ({', '.join(_ROW_COLUMNS)}) VALUES ({marks})"
+    cfg.database.execute_sql(cfg.store._q(sql), [row[c] for c in _ROW_COLUMNS])
+
+
+def _work_off_foreign_rows(cfg: tinydj.Config, garbage: list[dict[str, Any]]) -> None:
+    store = cfg.store
+    store.clear()
+    sample_jobs.reset()
+    for row in garbage:
+        _insert_raw(cfg, row)
+    now = cfg.clock()
+    (sentinel,) = store.insert([NewJob(SENTINEL, "default", 0, now)], now)
+    worker = tinydj.Worker(config=cfg, lock_timeout=30.0, batch_size=8)
+    try:
+        worker.work_off(len(garbage) + 5)
+    except BaseException as exc:
+        raise AssertionError(
+            f"work_off raised {type(exc).__name__}: {exc}; rows {garbage!r}"
+        ) from exc
+    assert (("sentinel",), {}) in sample_jobs.calls, f"the good job did not run: {garbage!r}"
+    for job in store.select():  # never raises, whatever the rows hold
+        assert job.locked_by != worker.name, f"left locked: {job}"
+        if job.failed:
+            assert (job.last_error or "").strip(), job
+    assert store.get(sentinel.id) is None
+
+
+_ROW_FUZZ = settings(
+    max_examples=60,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+
+
+@_ROW_FUZZ
+@given(data=st.data())
+def test_worker_survives_rows_written_by_other_programs(
+    sqlite_or_pg: tinydj.Config, data: st.DataObject
+) -> None:
+    """Every column a reservation reads, with values of the wrong type or form
+    (SQLite stores anything anywhere; Postgres what its types accept): the
+    worker goes on, the good job runs, nothing is left locked, and a failed
+    row says why."""
+    cfg = sqlite_or_pg
+    value = _sqlite_value if cfg.store.dialect.name == "sqlite" else _pg_value
+    _work_off_foreign_rows(cfg, data.draw(_garbage_rows(value)))

@@ -9,6 +9,7 @@ def test_public_names_are_pinned() -> None:
             "Config",
             "ConfigurationError",
             "DatabaseBusy",
+            "DatabaseUnavailable",
             "HandlerError",
             "Job",
             "JobRunning",
@@ -43,6 +44,7 @@ def test_one_exception_root() -> None:
         tinydj.SerializationError,
         tinydj.HandlerError,
         tinydj.DatabaseBusy,
+        tinydj.DatabaseUnavailable,
     ):
         assert issubclass(exc, tinydj.TinyDJError)
     assert issubclass(tinydj.SerializationError, TypeError)

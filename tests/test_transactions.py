@@ -79,3 +79,67 @@ def test_running_worker_wakes_when_the_transaction_commits(app_db: peewee.Databa
         assert sample_jobs.calls == [(("after commit",), {})]
     finally:
         worker.stop()
+
+
+# -- first use inside the application's transaction (issue 9, item 2) -------------
+
+
+@pytest.fixture
+def fresh_sqlite_app(tmp_path: object) -> Iterator[peewee.SqliteDatabase]:
+    """The application's own SqliteDatabase, never touched by tinydj yet (not in
+    WAL mode: a new file's journal mode is 'delete')."""
+    db = peewee.SqliteDatabase(f"{tmp_path}/app.sqlite3")
+    Order._meta.set_database(db)
+    db.create_tables([Order])
+    tinydj.configure(db)
+    sample_jobs.reset()
+    yield db
+    db.close()
+
+
+def test_first_enqueue_inside_atomic_commits(fresh_sqlite_app: peewee.SqliteDatabase) -> None:
+    db = fresh_sqlite_app
+    with db.atomic():  # a web app's first request: the enqueue comes first
+        job = sample_jobs.record.send_later("C-3")
+        Order.create(number="C-3")
+    assert tinydj.get_job(job.id) is not None
+    # WAL mode is set as soon as it is allowed (outside a transaction).
+    assert db.execute_sql("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert tinydj.Worker().work_off() == (1, 0)
+    assert sample_jobs.calls == [(("C-3",), {})]
+
+
+def test_first_enqueue_inside_atomic_rolls_back(fresh_sqlite_app: peewee.SqliteDatabase) -> None:
+    db = fresh_sqlite_app
+    with pytest.raises(RuntimeError), db.atomic():
+        sample_jobs.record.send_later("D-4")
+        Order.create(number="D-4")
+        raise RuntimeError("the order failed")
+    assert Order.select().count() == 0
+    # The table was created in the rolled-back transaction: made again.
+    assert tinydj.list_jobs() == []
+    with db.atomic():
+        sample_jobs.record.send_later("E-5")
+    assert tinydj.Worker().work_off() == (1, 0)
+    assert sample_jobs.calls == [(("E-5",), {})]
+
+
+# -- sqlite:///:memory: lives as long as its configuration (issue 9, item 1) ------
+
+
+def test_memory_database_outlives_workers() -> None:
+    """The README's testing snippet: two work_off() calls, workers that start
+    and stop (their lease threads close "their" connection), then more calls."""
+    from tinydj.testing import FakeClock
+
+    clock = FakeClock()
+    tinydj.configure("sqlite:///:memory:", clock=clock)
+    sample_jobs.record.send_in(3600, "later")
+    assert tinydj.Worker().work_off() == (0, 0)
+    clock.advance(3600)
+    assert tinydj.Worker().work_off() == (1, 0)
+    sample_jobs.record.send_later("again")
+    tinydj.Worker(threads=2).run(exit_on_complete=True)
+    assert tinydj.stats()["ready"] == 0
+    assert sample_jobs.calls[-2:] == [(("later",), {}), (("again",), {})]
+    assert tinydj.Worker().work_off() == (0, 0)

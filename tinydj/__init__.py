@@ -15,6 +15,7 @@ from .config import Config, configure, get_config
 from .errors import (
     ConfigurationError,
     DatabaseBusy,
+    DatabaseUnavailable,
     HandlerError,
     JobRunning,
     SerializationError,
@@ -39,6 +40,7 @@ __all__ = [
     "Config",
     "ConfigurationError",
     "DatabaseBusy",
+    "DatabaseUnavailable",
     "HandlerError",
     "Job",
     "JobRunning",

@@ -80,7 +80,7 @@ def find_jobs(
     if state is not None and state not in STATES:
         raise ValueError(f"state must be one of {', '.join(STATES)}, not {state!r}")
     config = get_config()
-    return config.store.select_state(_now(config), state=state, queue=queue, limit=limit)
+    return config.store.states.select(_now(config), state=state, queue=queue, limit=limit)
 
 
 def retry_job(job_id: int, *, lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> bool:
@@ -95,7 +95,7 @@ def retry_job(job_id: int, *, lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> boo
     config = get_config()
     now = _now(config)
     live_after = now - timedelta(seconds=lock_timeout)
-    if config.store.retry_unless_held(job_id, now, live_after):
+    if config.store.states.retry_unless_held(job_id, now, live_after):
         return True
     job = config.store.get(job_id)
     if job is None:
@@ -118,7 +118,7 @@ def clear_jobs(*, queue: str | None = None, states: Iterable[str] | None = None)
     if unknown:
         raise ValueError(f"states must be among {', '.join(STATES)}, not {unknown!r}")
     config = get_config()
-    return config.store.delete_states(_now(config), chosen, queue=queue)
+    return config.store.states.delete(_now(config), chosen, queue=queue)
 
 
 def clear(*, queue: str | None = None, failed: bool = False) -> int:
@@ -157,7 +157,7 @@ def queue_stats() -> list[QueueStats]:
     config = get_config()
     now = _now(config)
     queues: dict[str, QueueStats] = {}
-    for queue, state, count, oldest in config.store.state_counts(now):
+    for queue, state, count, oldest in config.store.states.counts(now):
         entry = queues.setdefault(queue, QueueStats(queue))
         entry.counts[state] = count
         if state == "ready" and oldest is not None:

@@ -17,6 +17,7 @@ from urllib.parse import urlparse
 import peewee
 
 from .errors import ConfigurationError
+from .redact import mask
 from .schedule import Clock, utcnow
 from .store import Store
 
@@ -71,6 +72,14 @@ class Config:
     #: modules (and their submodules).
     allowed_modules: tuple[str, ...] | None = None
 
+    def __repr__(self) -> str:
+        url = mask(self.url) if self.url else None
+        return (
+            f"Config(url={url!r}, database={type(self.database).__name__}"
+            f"({mask(repr(self.database.database))}), max_attempts={self.max_attempts}, "
+            f"allow_pickle={self.allow_pickle}, allowed_modules={self.allowed_modules!r})"
+        )
+
 
 _lock = threading.Lock()
 _current: Config | None = None
@@ -116,19 +125,21 @@ def open_database(
         params: dict[str, Any] = parse(url)
         name = params.pop("database")
         if not name:
-            raise ConfigurationError(f"no database name in {url!r}")
+            raise ConfigurationError(f"no database name in {mask(url)!r}")
         return peewee.PostgresqlDatabase(name, **params)
     if scheme in ("mysql", "mariadb"):
         _check_driver("mysql")
         from playhouse.db_url import parse
 
         params = parse(url.replace("mariadb://", "mysql://", 1))
+        if "passwd" in params:  # PyMySQL deprecated the old name
+            params["password"] = params.pop("passwd")
         name = params.pop("database")
         if not name:
-            raise ConfigurationError(f"no database name in {url!r}")
+            raise ConfigurationError(f"no database name in {mask(url)!r}")
         return peewee.MySQLDatabase(name, **params)
     raise ConfigurationError(
-        f"unsupported database URL {url!r}: use sqlite:///path.db, postgresql://... or mysql://..."
+        f"unsupported database URL {mask(url)!r}: use sqlite:///path.db, postgresql://... or mysql://..."
     )
 
 

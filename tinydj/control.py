@@ -31,7 +31,8 @@ from typing import Any
 
 import peewee
 
-from .store import MYSQL, POSTGRES, SQLITE, Store
+from .sql import MYSQL, POSTGRES, SQLITE
+from .store import Store
 
 __all__ = [
     "STATS_RETENTION",
@@ -122,9 +123,9 @@ def _create(store: Store) -> None:
     with store.db.atomic():
         if store.dialect is POSTGRES:
             # CREATE TABLE IF NOT EXISTS races on Postgres' catalog otherwise.
-            store._execute("SELECT pg_advisory_xact_lock(?)", (_PG_LOCK,))
+            store.query("SELECT pg_advisory_xact_lock(?)", (_PG_LOCK,))
         for sql in statements:
-            store._execute(sql)
+            store.query(sql)
 
 
 def _dt(value: Any) -> datetime:
@@ -170,9 +171,9 @@ def register_worker(
     t = s._t(now)
 
     def go() -> None:
-        with s._transaction():
-            s._execute(f"DELETE FROM {_WORKERS} WHERE name = ?", (name,))
-            s._execute(
+        with s.connection.transaction():
+            s.query(f"DELETE FROM {_WORKERS} WHERE name = ?", (name,))
+            s.query(
                 f"INSERT INTO {_WORKERS} (name, host, pid, threads, queues, started_at, "
                 "heartbeat_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (name, host, pid, threads, queue_text, t, t),
@@ -185,14 +186,14 @@ def heartbeat(name: str, *, now: datetime, store: Store | None = None) -> bool:
     """Refresh a worker's heartbeat; False if its row is gone (register again)."""
     s = _store(store)
     sql = f"UPDATE {_WORKERS} SET heartbeat_at = ? WHERE name = ?"
-    return bool(s._run(lambda: s._execute(sql, (s._t(now), name)).rowcount))
+    return bool(s._run(lambda: s.query(sql, (s._t(now), name)).rowcount))
 
 
 def unregister_worker(name: str, *, store: Store | None = None) -> bool:
     """Remove a stopping worker's row; False if it was not there."""
     s = _store(store)
     sql = f"DELETE FROM {_WORKERS} WHERE name = ?"
-    return bool(s._run(lambda: s._execute(sql, (name,)).rowcount))
+    return bool(s._run(lambda: s.query(sql, (name,)).rowcount))
 
 
 def list_workers(
@@ -204,7 +205,7 @@ def list_workers(
         f"SELECT name, host, pid, threads, queues, started_at, heartbeat_at FROM {_WORKERS} "
         "ORDER BY name"
     )
-    rows = s._run(lambda: s._execute(sql).fetchall())
+    rows = s._run(lambda: s.query(sql).fetchall())
     oldest = now - timedelta(seconds=lock_timeout)
     workers = [
         WorkerInfo(
@@ -252,7 +253,7 @@ def prune_workers(*, before: datetime, store: Store | None = None) -> int:
     """Delete workers whose last heartbeat is older than ``before``; return how many."""
     s = _store(store)
     sql = f"DELETE FROM {_WORKERS} WHERE heartbeat_at < ?"
-    return int(s._run(lambda: s._execute(sql, (s._t(before),)).rowcount))
+    return int(s._run(lambda: s.query(sql, (s._t(before),)).rowcount))
 
 
 # -- paused queues -----------------------------------------------------------
@@ -265,11 +266,11 @@ def pause(queue: str, *, now: datetime, store: Store | None = None) -> bool:
     s = _store(store)
 
     def go() -> bool:
-        with s._transaction():
-            row = s._execute(f"SELECT 1 FROM {_QUEUES} WHERE name = ?", (queue,)).fetchone()
+        with s.connection.transaction():
+            row = s.query(f"SELECT 1 FROM {_QUEUES} WHERE name = ?", (queue,)).fetchone()
             if row:
                 return False
-            s._execute(f"INSERT INTO {_QUEUES} (name, paused_at) VALUES (?, ?)", (queue, s._t(now)))
+            s.query(f"INSERT INTO {_QUEUES} (name, paused_at) VALUES (?, ?)", (queue, s._t(now)))
             return True
 
     try:
@@ -282,13 +283,13 @@ def resume(queue: str, *, store: Store | None = None) -> bool:
     """Resume a paused queue; False if it was not paused."""
     s = _store(store)
     sql = f"DELETE FROM {_QUEUES} WHERE name = ?"
-    return bool(s._run(lambda: s._execute(sql, (queue,)).rowcount))
+    return bool(s._run(lambda: s.query(sql, (queue,)).rowcount))
 
 
 def paused_queues(*, store: Store | None = None) -> dict[str, datetime]:
     """Paused queues and when they were paused."""
     s = _store(store)
-    rows = s._run(lambda: s._execute(f"SELECT name, paused_at FROM {_QUEUES}").fetchall())
+    rows = s._run(lambda: s.query(f"SELECT name, paused_at FROM {_QUEUES}").fetchall())
     return {str(r[0]): _dt(r[1]) for r in rows}
 
 
@@ -329,10 +330,10 @@ def record_outcomes(
     oldest = s._t(min(k[0] for k in merged) - STATS_RETENTION)
 
     def go() -> None:
-        with s._transaction():
+        with s.connection.transaction():
             for (minute, queue), (finished, failed) in sorted(merged.items()):
-                s._execute(sql, (s._t(minute), queue, finished, failed))
-            s._execute(f"DELETE FROM {_STATS} WHERE minute < ?", (oldest,))
+                s.query(sql, (s._t(minute), queue, finished, failed))
+            s.query(f"DELETE FROM {_STATS} WHERE minute < ?", (oldest,))
 
     s._run(go)
 
@@ -355,7 +356,7 @@ def outcomes(
         sql += " AND queue = ?"
         params.append(queue)
     sql += " GROUP BY minute"
-    rows = s._run(lambda: s._execute(sql, params).fetchall())
+    rows = s._run(lambda: s.query(sql, params).fetchall())
     found = {_dt(r[0]): (int(r[1]), int(r[2])) for r in rows}
     result: list[tuple[datetime, int, int]] = []
     minute = start

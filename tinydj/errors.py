@@ -8,6 +8,8 @@ Every error tinydj raises on purpose derives from one root::
     ├── HandlerError            a stored job cannot be loaded (bad YAML, missing
     │                           function, deleted model row, refused pickle)
     ├── DatabaseBusy            SQLite stayed locked beyond the retry budget
+    ├── DatabaseUnavailable     the database cannot be reached (also a
+    │                           peewee.OperationalError)
     ├── JobRunning              an operation refused because a live worker runs
     │                           the job (``retry_job``)
     └── JobTimeout              a job ran longer than its ``timeout`` (also a
@@ -17,6 +19,8 @@ The docstring of each class is its default message.
 """
 
 from __future__ import annotations
+
+import peewee
 
 
 class TinyDJError(Exception):
@@ -40,6 +44,13 @@ class HandlerError(TinyDJError):
 
 class DatabaseBusy(TinyDJError):
     """The database stayed locked for longer than tinydj is willing to wait."""
+
+
+class DatabaseUnavailable(TinyDJError, peewee.OperationalError):
+    """The database cannot be reached."""
+
+    def __init__(self, message: str | None = None) -> None:
+        TinyDJError.__init__(self, message)
 
 
 class JobTimeout(TinyDJError, TimeoutError):

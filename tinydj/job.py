@@ -5,8 +5,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-__all__ = ["COLUMNS", "Job"]
+__all__ = ["COLUMNS", "Job", "NewJob"]
 
 #: The columns of ``delayed_jobs`` in the order ``Job.from_row`` reads them.
 COLUMNS = (
@@ -92,6 +93,52 @@ class Job:
             return self.key
         match = _NAME.search(self.handler or "")
         return match.group(1) if match else f"job {self.id}"
+
+
+@dataclass(frozen=True, slots=True)
+class NewJob:
+    """A row about to be inserted."""
+
+    handler: str
+    queue: str
+    priority: int
+    run_at: datetime
+    key: str | None = None
+    reoccur_in: str | None = None
+
+    def params(self, now: Any, run_at: Any) -> tuple[Any, ...]:
+        """Values of an INSERT (``sql.Statements.insert``), times as bound."""
+        return (
+            self.priority,
+            0,
+            self.handler,
+            run_at,
+            self.queue,
+            self.key,
+            self.reoccur_in,
+            now,
+            now,
+        )
+
+    def inserted(self, job_id: int, now: datetime) -> Job:
+        """The ``Job`` of this row once inserted with ``job_id``."""
+        return Job(
+            job_id,
+            self.priority,
+            0,
+            self.handler,
+            None,
+            self.run_at,
+            None,
+            None,
+            None,
+            self.reoccur_in,
+            None,
+            now,
+            now,
+            self.queue,
+            self.key,
+        )
 
 
 _DATETIME_POSITIONS = tuple(

@@ -142,7 +142,7 @@ def _windowed(flt: JobFilter) -> bool:
 def _id_range(store: Store) -> tuple[int, int]:
     # Two sub-selects: SQLite reads MIN and MAX from the key only one at a time.
     sql = f"SELECT (SELECT MIN(id) FROM {TABLE}), (SELECT MAX(id) FROM {TABLE})"
-    low, high = store._run(lambda: store._execute(sql).fetchone())
+    low, high = store._run(lambda: store.query(sql).fetchone())
     return int(low or 0), int(high or 0)
 
 
@@ -189,7 +189,7 @@ def list_jobs(
         sql += " WHERE " + " AND ".join(where)
     sql += f" ORDER BY id {order} LIMIT ?"
     params.append(limit + 1)
-    rows = store._run(lambda: store._execute(sql, params).fetchall())
+    rows = store._run(lambda: store.query(sql, params).fetchall())
     more = len(rows) > limit
     jobs = [Job.from_row(r) for r in rows[:limit]]
     searched = None
@@ -262,9 +262,9 @@ def queue_counts(store: Store, now: datetime) -> list[QueueCounts]:
     def go() -> tuple[list[Any], list[Any], list[Any]]:
         with store.db.atomic():  # one snapshot for the three counts
             return (
-                list(store._execute(waiting_sql, (t,)).fetchall()),
-                list(store._execute(running_sql).fetchall()),
-                list(store._execute(failed_sql).fetchall()),
+                list(store.query(waiting_sql, (t,)).fetchall()),
+                list(store.query(running_sql).fetchall()),
+                list(store.query(failed_sql).fetchall()),
             )
 
     waiting, running, failed = store._run(go)
@@ -305,7 +305,7 @@ def queue_names(store: Store) -> list[str]:
         "WHERE failed_at IS NULL AND queue > q.name) FROM q WHERE q.name IS NOT NULL) "
         "SELECT name FROM q WHERE name IS NOT NULL"
     )
-    rows = store._run(lambda: store._execute(sql).fetchall())
+    rows = store._run(lambda: store.query(sql).fetchall())
     return [str(r[0]) for r in rows]
 
 
@@ -316,7 +316,7 @@ def held_jobs(store: Store, limit: int = 1000) -> dict[str, list[Job]]:
         f"SELECT {_COLS} FROM {TABLE} WHERE locked_by IS NOT NULL AND locked_at IS NOT NULL "
         "ORDER BY locked_at LIMIT ?"
     )
-    rows = store._run(lambda: store._execute(sql, (limit,)).fetchall())
+    rows = store._run(lambda: store.query(sql, (limit,)).fetchall())
     held: dict[str, list[Job]] = {}
     for row in rows:
         job = Job.from_row(row)
@@ -328,7 +328,7 @@ def recurring_jobs(store: Store) -> list[Job]:
     """Every recurring row, by name."""
     store.ensure_schema()
     sql = f'SELECT {_COLS} FROM {TABLE} WHERE {_state_sql("recurring")} ORDER BY "key"'
-    rows = store._run(lambda: store._execute(sql).fetchall())
+    rows = store._run(lambda: store.query(sql).fetchall())
     return [Job.from_row(r) for r in rows]
 
 
@@ -340,7 +340,7 @@ def run_now(store: Store, job_id: int, now: datetime) -> bool:
         "WHERE id = ? AND failed_at IS NULL AND locked_at IS NULL"
     )
     t = store._t(now)
-    return bool(store._run(lambda: store._execute(sql, (t, t, job_id)).rowcount))
+    return bool(store._run(lambda: store.query(sql, (t, t, job_id)).rowcount))
 
 
 def set_recurring_paused(store: Store, job_id: int, paused: bool, now: datetime) -> bool:
@@ -355,4 +355,4 @@ def set_recurring_paused(store: Store, job_id: int, paused: bool, now: datetime)
         "AND locked_at IS NULL AND failed_at IS NULL"
     )
     params: Sequence[Any] = (store._t(run_at), store._t(now), job_id)
-    return bool(store._run(lambda: store._execute(sql, params).rowcount))
+    return bool(store._run(lambda: store.query(sql, params).rowcount))

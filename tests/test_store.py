@@ -1,0 +1,138 @@
+"""The storage contract, on every database: what ``Store`` promises the worker
+and the admin functions, driven directly (no worker, a fixed "now")."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from conftest import START
+
+import tinydj
+from tinydj.job import Job
+from tinydj.sql import MYSQL, POSTGRES, SQLITE, Statements
+from tinydj.store import NewJob, Store
+
+NOW = START
+LEASE = timedelta(seconds=30)
+
+
+def _new(name: str, priority: int = 0, at: timedelta = timedelta(0), queue: str = "q") -> NewJob:
+    return NewJob(f"tinydj: 1\nfunction: m:{name}\n", queue, priority, NOW + at)
+
+
+@pytest.fixture
+def store(config: tinydj.Config) -> Store:
+    config.store.ensure_schema()
+    return config.store
+
+
+def _reserve(store: Store, worker: str, limit: int = 10, **kw: object) -> list[Job]:
+    return store.reserve(worker, NOW, NOW - LEASE, limit=limit, **kw)  # type: ignore[arg-type]
+
+
+def test_insert_returns_jobs_with_their_ids(store: Store) -> None:
+    one = store.insert([_new("a")], NOW)
+    many = store.insert([_new(f"b{i}") for i in range(250)], NOW)
+    assert len({j.id for j in one + many}) == 251
+    for job in (one[0], many[0], many[-1]):
+        assert store.get(job.id) == job
+    assert store.insert([], NOW) == []
+
+
+def test_reserve_takes_due_jobs_in_priority_run_at_id_order(store: Store) -> None:
+    late = store.insert([_new("late", at=-timedelta(seconds=1))], NOW)[0]
+    urgent = store.insert([_new("urgent", priority=-5)], NOW)[0]
+    early = store.insert([_new("early", at=-timedelta(hours=1))], NOW)[0]
+    future = store.insert([_new("future", at=timedelta(seconds=1))], NOW)[0]
+    taken = _reserve(store, "w")
+    assert [j.id for j in taken] == [urgent.id, early.id, late.id]
+    assert all(j.locked_by == "w" and j.locked_at == NOW for j in taken)
+    assert store.get(future.id).locked_by is None  # type: ignore[union-attr]
+
+
+def test_reserve_honours_limit_and_queues(store: Store) -> None:
+    store.insert([_new(f"m{i}", queue="mail") for i in range(3)], NOW)
+    store.insert([_new("other", queue="other")], NOW)
+    assert len(_reserve(store, "w", limit=2, queues=["mail"])) == 2
+    assert [j.queue for j in _reserve(store, "w2", queues=["other", "nope"])] == ["other"]
+
+
+def test_a_held_job_is_locked_until_its_lease_expires(store: Store) -> None:
+    (job,) = store.insert([_new("a")], NOW)
+    assert [j.id for j in _reserve(store, "first")] == [job.id]
+    assert _reserve(store, "second") == []
+    later = NOW + LEASE + timedelta(seconds=1)
+    (again,) = store.reserve("second", later, later - LEASE)
+    assert again.locked_by == "second" and again.interruptions == 1
+    assert "Interrupted: worker first" in (again.last_error or "")
+
+
+def test_renew_counts_only_leases_still_held(store: Store) -> None:
+    jobs = store.insert([_new(f"j{i}") for i in range(3)], NOW)
+    _reserve(store, "w")
+    ids = [j.id for j in jobs]
+    assert store.renew("w", NOW + timedelta(seconds=5), ids) == 3
+    assert store.release("w", ids[:1]) == 1
+    assert store.renew("w", NOW + timedelta(seconds=6), ids) == 2
+    assert store.renew("other", NOW, ids) == 0
+
+
+def test_release_unlocks_some_or_all(store: Store) -> None:
+    jobs = store.insert([_new(f"j{i}") for i in range(3)], NOW)
+    _reserve(store, "w")
+    assert store.release("w", [jobs[0].id]) == 1
+    assert store.release("w", []) == 0
+    assert store.release("w") == 2
+    assert all(j.locked_by is None for j in store.select())
+
+
+def test_ack_and_finish_check_locked_by(store: Store) -> None:
+    a, b = store.insert([_new("a"), _new("b")], NOW)
+    _reserve(store, "w")
+    assert store.ack("intruder", [a.id]) == 0
+    assert not store.finish(b.id, "intruder", NOW, attempts=1, last_error="x", run_at=NOW)
+    assert store.ack("w", [a.id]) == 1 and store.get(a.id) is None
+    retry_at = NOW + timedelta(minutes=5)
+    assert store.finish(b.id, "w", NOW, attempts=1, last_error="boom", run_at=retry_at)
+    row = store.get(b.id)
+    assert row is not None and row.locked_by is None and row.attempts == 1
+    assert row.run_at == retry_at and row.last_error == "boom" and not row.failed
+
+
+def test_reserve_acknowledges_done_jobs_in_the_same_call(store: Store) -> None:
+    a, b = store.insert([_new("a"), _new("b", at=timedelta(seconds=1))], NOW)
+    _reserve(store, "w", limit=1)
+    later = NOW + timedelta(seconds=2)
+    (taken,) = store.reserve("w", later, later - LEASE, done=[a.id])
+    assert taken.id == b.id and store.get(a.id) is None
+
+
+def test_upsert_inserts_then_updates_by_key(store: Store) -> None:
+    first = NewJob("tinydj: 1\nfunction: m:tick\n", "q", 0, NOW + timedelta(hours=1), "k", "1h")
+    row = store.upsert(first, NOW, NOW + timedelta(hours=1))
+    assert row.key == "k" and row.reoccur_in == "1h"
+    changed = NewJob("tinydj: 1\nfunction: m:tock\n", "q2", 3, NOW + timedelta(hours=2), "k", "5m")
+    again = store.upsert(changed, NOW, NOW + timedelta(minutes=5))
+    assert again.id == row.id and again.queue == "q2" and again.priority == 3
+    assert again.reoccur_in == "5m" and again.run_at == NOW + timedelta(minutes=5)
+    assert len(store.select(key="k")) == 1
+
+
+def test_counts_retry_delete_clear(store: Store) -> None:
+    a, b, _ = store.insert([_new("a"), _new("b"), _new("c", at=timedelta(hours=1))], NOW)
+    _reserve(store, "w", limit=1)
+    store.finish(a.id, "w", NOW, attempts=25, last_error="x", run_at=NOW, failed_at=NOW)
+    assert store.counts(NOW) == {"ready": 1, "scheduled": 1, "locked": 0, "failed": 1}
+    assert store.retry(a.id, NOW) and not store.get(a.id).failed  # type: ignore[union-attr]
+    assert store.delete(b.id) and not store.delete(b.id)
+    assert store.clear() == 2 and store.select() == []
+
+
+def test_statements_are_rendered_once_per_dialect() -> None:
+    for dialect, marker in ((SQLITE, "?"), (POSTGRES, "%s"), (MYSQL, "%s")):
+        sql = Statements(dialect)
+        assert sql.renew(3) is sql.renew(3)  # kept, not rebuilt
+        assert sql.renew(3).count(marker) == 5
+        assert ("`" in sql.get) is (dialect is MYSQL)
+    assert "RETURNING" in Statements(POSTGRES).reserve(2)

@@ -1,0 +1,230 @@
+"""Reading rows of ``delayed_jobs``, whoever wrote them.
+
+Other programs write rows too (a Node.js service, a migration, a hand-written
+INSERT): a handler bound as bytes or written as Latin-1, ``run_at`` as
+JavaScript's ``toISOString()`` or ``''``, a priority as text. ``read`` turns a
+raw row into a ``Job`` or raises ``UnreadableRow`` naming each column it
+could not read; the store then fails that row on its own. ``read_lenient``
+never raises (for listing and inspection): what cannot be read becomes a
+placeholder (0, the epoch, text with U+FFFD).
+
+Times written with an offset or ``Z`` are converted to naive UTC; ``T`` or a
+space, with or without fractions, are both read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from .job import COLUMNS, Job
+from .schedule import parse_every
+
+__all__ = ["UnreadableRow", "read", "read_lenient"]
+
+#: Longest value quoted in an error message.
+_SHOWN = 60
+_EPOCH = datetime(1970, 1, 1)
+_valid_intervals: dict[str, timedelta] = {}
+
+
+class UnreadableRow(ValueError):
+    """A row whose columns cannot be read; ``problems`` are (column, reason)."""
+
+    def __init__(self, job_id: object, problems: Sequence[tuple[str, str]]) -> None:
+        self.job_id = job_id
+        self.problems = list(problems)
+        super().__init__(self.message)
+
+    @property
+    def message(self) -> str:
+        detail = "; ".join(f"column {c} {why}" for c, why in self.problems)
+        return f"Unreadable row: {detail}. Fix the row, then retry it."
+
+
+class _Bad(Exception):
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
+def shorten(value: object) -> str:
+    """``repr`` of a value, cut to a readable length."""
+    text = repr(value)
+    return text if len(text) <= _SHOWN else text[: _SHOWN - 5] + "...'" + f" ({len(text)} chars)"
+
+
+def _text(value: object) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bytes):
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            raise _Bad(f"holds bytes that are not UTF-8 text: {shorten(value)}") from None
+    raise _Bad(f"holds {shorten(value)}, not text")
+
+
+def _integer(value: object) -> int:
+    if type(value) is int:
+        return value
+    if isinstance(value, bytes | str) and value.strip():
+        try:
+            return int(value)
+        except ValueError:
+            pass
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    raise _Bad(f"holds {shorten(value)}, not an integer")
+
+
+def _time(value: object) -> datetime:
+    if isinstance(value, datetime):
+        moment = value
+    else:
+        text = _text(value).strip()
+        try:
+            moment = datetime.fromisoformat(text)
+        except ValueError:
+            raise _Bad(f"holds {shorten(value)}, not an ISO 8601 time") from None
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC).replace(tzinfo=None)
+    return moment
+
+
+def _interval(value: object) -> str:
+    spec = _text(value)
+    if spec not in _valid_intervals:
+        try:
+            interval = parse_every(spec)
+        except (TypeError, ValueError):
+            raise _Bad(f"holds {shorten(value)}, not an interval such as '1h'") from None
+        if len(_valid_intervals) < 1000:
+            _valid_intervals[spec] = interval
+    return spec
+
+
+def _nullable(read: Callable[[object], object]) -> Callable[[object], object]:
+    return lambda value: None if value is None else read(value)
+
+
+#: Placeholder of a text column in ``read_lenient``: its bytes, decoded with U+FFFD.
+_DECODED = object()
+
+# How each column is read, in ``COLUMNS`` order, with the placeholder that
+# ``read_lenient`` puts in place of a value that cannot be read.
+_READERS: dict[str, tuple[Callable[[object], object], object]] = {
+    "id": (_integer, 0),
+    "priority": (_integer, 0),
+    "attempts": (_integer, 0),
+    "handler": (_text, _DECODED),
+    "last_error": (_nullable(_text), _DECODED),
+    "run_at": (_time, _EPOCH),
+    "locked_at": (_nullable(_time), None),
+    "locked_by": (_nullable(_text), _DECODED),
+    "failed_at": (_nullable(_time), None),
+    "reoccur_in": (_nullable(_interval), None),
+    "last_run_at": (_nullable(_time), None),
+    "created_at": (_time, _EPOCH),
+    "updated_at": (_time, _EPOCH),
+    "queue": (_text, _DECODED),
+    "key": (_nullable(_text), _DECODED),
+    "interruptions": (_integer, 0),
+}
+_PLAN = tuple((*_READERS[c], c) for c in COLUMNS)
+
+
+def _placeholder(value: object, placeholder: object) -> object:
+    if placeholder is _DECODED:
+        if isinstance(value, bytes):
+            return value.decode("utf-8", "replace")
+        return str(value)
+    return placeholder
+
+
+def _convert(row: Sequence[object], lenient: bool) -> Job:
+    values: list[object] = []
+    problems: list[tuple[str, str]] = []
+    for (reader, placeholder, column), value in zip(_PLAN, row, strict=True):
+        try:
+            values.append(reader(value))
+        except _Bad as bad:
+            problems.append((column, bad.reason))
+            values.append(_placeholder(value, placeholder))
+    if problems and not lenient:
+        raise UnreadableRow(values[0], problems)
+    return Job(*values)  # type: ignore[arg-type]
+
+
+class _Slow(Exception):
+    """The fast path met something unusual: read the row column by column."""
+
+
+_fromiso = datetime.fromisoformat
+
+
+def _s(value: Any) -> Any:
+    return value.decode() if type(value) is bytes else value
+
+
+def _t(value: Any) -> Any:
+    if value is None:
+        return None
+    if type(value) is bytes:
+        value = _fromiso(value.decode())
+    elif type(value) is str:
+        value = _fromiso(value)
+    if value.tzinfo is not None:
+        raise _Slow
+    return value
+
+
+def _fast(row: Sequence[Any]) -> Job:
+    """The common case, well-formed rows, in one pass."""
+    i, priority, attempts, handler, error, run_at, locked_at, locked_by = row[:8]
+    failed_at, reoccur_in, last_run_at, created_at, updated_at, queue, key, stops = row[8:]
+    if type(priority) is not int or type(attempts) is not int or type(stops) is not int:
+        raise _Slow
+    handler, queue, reoccur_in = _s(handler), _s(queue), _s(reoccur_in)
+    if type(handler) is not str or type(queue) is not str:
+        raise _Slow
+    if reoccur_in is not None and reoccur_in not in _valid_intervals:
+        raise _Slow
+    run_at, created_at, updated_at = _t(run_at), _t(created_at), _t(updated_at)
+    if run_at is None or created_at is None or updated_at is None:
+        raise _Slow
+    return Job(
+        i,
+        priority,
+        attempts,
+        handler,
+        _s(error),
+        run_at,
+        _t(locked_at),
+        _s(locked_by),
+        _t(failed_at),
+        reoccur_in,
+        _t(last_run_at),
+        created_at,
+        updated_at,
+        queue,
+        _s(key),
+        stops,
+    )
+
+
+def read(row: Sequence[object]) -> Job:
+    """The ``Job`` of a raw row (``COLUMNS`` order); ``UnreadableRow`` if a column
+    holds what tinydj cannot use."""
+    try:
+        return _fast(row)
+    except Exception:  # anything unusual: the careful path says what, or copes
+        return _convert(row, lenient=False)
+
+
+def read_lenient(row: Sequence[object]) -> Job:
+    """Like ``read``, with placeholders for what cannot be read; never raises."""
+    try:
+        return _fast(row)
+    except Exception:
+        return _convert(row, lenient=True)

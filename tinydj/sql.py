@@ -1,0 +1,317 @@
+"""Every SQL statement tinydj runs, rendered once per database dialect.
+
+Statements are written here once, with ``?`` markers and ``"`` quotes, and
+``Statements(dialect)`` translates them when a ``Store`` is made; the store
+looks them up by name and only executes them. Statements whose shape depends
+on a count (``IN (?, ?, ...)`` lists, the queues of a worker) are rendered on
+first use and kept.
+
+On SQLite the columns are read in a form that cannot raise in the driver
+(text as BLOB: a row written as Latin-1 would otherwise fail the whole fetch);
+``rows.read`` decodes them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import peewee
+
+from .job import COLUMNS
+from .models import TABLE
+
+__all__ = ["MYSQL", "POSTGRES", "SQLITE", "Dialect", "Statements", "dialect_for"]
+
+#: Longest IN (...) list sent in one statement.
+CHUNK = 500
+#: Rows per multi-row INSERT ... RETURNING (Postgres).
+INSERT_ROWS = 100
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """What differs between databases, as data."""
+
+    name: str
+    #: DB-API parameter marker.
+    param: str
+    #: ``BEGIN <lock_type>`` for transactions that write (SQLite: IMMEDIATE,
+    #: so that the write lock is taken before anything is read).
+    lock_type: str | None
+    #: Appended to the reserve sub-select: rows other workers are locking
+    #: right now are skipped instead of waited for.
+    skip_locked: str
+    #: Scalar minimum of two values.
+    least: str
+    #: Datetimes are bound and read as ISO text.
+    text_times: bool
+    #: Indexes may carry a WHERE clause.
+    partial_indexes: bool
+    #: LISTEN/NOTIFY channel that an insert trigger signals (None: no NOTIFY).
+    channel: str | None = None
+    #: Identifier quote character.
+    quote: str = '"'
+    #: UPDATE and INSERT can return the rows they wrote.
+    returning: bool = True
+    #: Text concatenation of SQL expressions.
+    concat: str = "({})"
+    concat_sep: str = " || "
+    #: Start of an upsert on the unique key, and how it names the new values.
+    on_conflict: str = 'ON CONFLICT ("key") WHERE "key" IS NOT NULL DO UPDATE SET'
+    excluded: str = "excluded.{}"
+    #: How an upsert names the existing row's columns.
+    existing: str = "delayed_jobs.{}"
+
+    def render(self, sql: str) -> str:
+        """Translate a statement written with ``?`` markers and ``"`` quotes.
+
+        (tinydj's statements put string literals in single quotes only, and
+        none of them holds a ``?``.)
+        """
+        if self.param != "?":
+            sql = sql.replace("%", "%%").replace("?", self.param)
+        if self.quote != '"':
+            sql = sql.replace('"', self.quote)
+        return sql
+
+    def bind_time(self, value: datetime | None) -> Any:
+        """A naive UTC time as this database binds it (ISO text on SQLite)."""
+        if value is None or not self.text_times:
+            return value
+        return value.isoformat(" ", "microseconds")
+
+
+SQLITE = Dialect("sqlite", "?", "IMMEDIATE", "", "MIN", True, True)
+POSTGRES = Dialect(
+    "postgresql", "%s", None, " FOR UPDATE SKIP LOCKED", "LEAST", False, True, "tinydj_jobs"
+)
+#: MySQL 8 / MariaDB 10.6+: SKIP LOCKED, but no UPDATE ... RETURNING, so a
+#: reservation is a locking SELECT and an UPDATE in one transaction.
+MYSQL = Dialect(
+    "mysql",
+    "%s",
+    None,
+    " FOR UPDATE SKIP LOCKED",
+    "LEAST",
+    False,
+    False,
+    None,
+    quote="`",
+    returning=False,
+    concat="CONCAT({})",
+    concat_sep=", ",
+    on_conflict="ON DUPLICATE KEY UPDATE",
+    excluded="VALUES({})",
+    existing="{}",
+)
+
+
+def dialect_for(database: peewee.Database) -> Dialect:
+    """Pick the dialect of a peewee database."""
+    if isinstance(database, peewee.SqliteDatabase):
+        return SQLITE
+    if isinstance(database, peewee.PostgresqlDatabase):
+        return POSTGRES
+    if isinstance(database, peewee.MySQLDatabase):
+        return MYSQL
+    raise TypeError(f"tinydj does not support {type(database).__name__} yet")
+
+
+#: The columns, in ``COLUMNS`` order, as written (every dialect's own types).
+PLAIN_COLUMNS = ", ".join(f'"{c}"' for c in COLUMNS)
+_INTEGERS = ("priority", "attempts", "interruptions")
+_INSERT_COLS = (
+    '(priority, attempts, handler, run_at, queue, "key", reoccur_in, created_at, updated_at)'
+)
+_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_INTERRUPTED = (
+    "'Interrupted: worker '",
+    "locked_by",
+    "' stopped renewing its lease while running this job (it died or lost the database); "
+    "running it again, not counted as an attempt.'",
+)
+
+
+def _safe_column(name: str) -> str:
+    """An SQLite select-list entry for ``name`` that the driver cannot fail to read."""
+    if name == "id":
+        return "id"
+    if name in _INTEGERS:
+        return f"CASE WHEN typeof({name}) = 'integer' THEN {name} ELSE CAST({name} AS BLOB) END"
+    return f'CAST("{name}" AS BLOB)'
+
+
+def _in_list(n: int) -> str:
+    return "(" + ", ".join(["?"] * n) + ")"
+
+
+class Statements:
+    """The statements of one dialect, each rendered once."""
+
+    def __init__(self, dialect: Dialect) -> None:
+        d = self.dialect = dialect
+        r = d.render
+        cols = ", ".join(_safe_column(c) for c in COLUMNS) if d is SQLITE else PLAIN_COLUMNS
+        self._cols = cols
+        self.columns = r(cols)
+        self._cache: dict[tuple[object, ...], str] = {}
+        insert = f"INSERT INTO {TABLE} {_INSERT_COLS} VALUES {_ROW}"
+        self.insert = r(insert)
+        self.insert_returning_id = r(insert + " RETURNING id")
+        self.last_rowid = "SELECT last_insert_rowid()"
+        self.upsert = r(f"{insert} {d.on_conflict} {_upsert_sets(d)}")
+        self.upsert_returning = r(f"{insert} {d.on_conflict} {_upsert_sets(d)} RETURNING {cols}")
+        self.select_by_key = r(f'SELECT {cols} FROM {TABLE} WHERE "key" = ?')
+        self.finish = r(
+            f"UPDATE {TABLE} SET attempts = ?, last_error = ?, run_at = ?, failed_at = ?, "
+            "last_run_at = COALESCE(?, last_run_at), locked_at = NULL, locked_by = NULL, "
+            "interruptions = ?, updated_at = ? WHERE id = ? AND locked_by = ?"
+        )
+        #: Fails a row that cannot be read (see ``rows.read``).
+        self.fail_unreadable = r(
+            f"UPDATE {TABLE} SET failed_at = ?, last_error = ?, locked_at = NULL, "
+            "locked_by = NULL, updated_at = ? WHERE id = ? AND locked_by = ?"
+        )
+        self.release_all = r(
+            f"UPDATE {TABLE} SET locked_at = NULL, locked_by = NULL WHERE locked_by = ?"
+        )
+        self.get = r(f"SELECT {cols} FROM {TABLE} WHERE id = ?")
+        self.counts = r(
+            "SELECT "
+            "COALESCE(SUM(CASE WHEN failed_at IS NULL AND locked_at IS NULL AND run_at <= ? "
+            "THEN 1 ELSE 0 END), 0), "
+            "COALESCE(SUM(CASE WHEN failed_at IS NULL AND locked_at IS NULL AND run_at > ? "
+            "THEN 1 ELSE 0 END), 0), "
+            "COALESCE(SUM(CASE WHEN failed_at IS NULL AND locked_at IS NOT NULL "
+            "THEN 1 ELSE 0 END), 0), "
+            "COALESCE(SUM(CASE WHEN failed_at IS NOT NULL THEN 1 ELSE 0 END), 0) "
+            f"FROM {TABLE}"
+        )
+        self.retry = r(
+            f"UPDATE {TABLE} SET failed_at = NULL, attempts = 0, run_at = ?, "
+            "locked_at = NULL, locked_by = NULL, updated_at = ? WHERE id = ?"
+        )
+        self.delete = r(f"DELETE FROM {TABLE} WHERE id = ?")
+        self.clear = r(f"DELETE FROM {TABLE}")
+        self.data_version = "PRAGMA data_version"
+
+    def _cached(self, key: tuple[object, ...], build: Callable[[], str]) -> str:
+        sql = self._cache.get(key)
+        if sql is None:
+            sql = self._cache[key] = self.dialect.render(build())
+        return sql
+
+    # -- statements whose shape depends on a count --------------------------
+
+    def insert_rows(self, n: int) -> str:
+        """A multi-row INSERT of ``n`` rows returning their ids (returning dialects)."""
+        values = ", ".join([_ROW] * n)
+        return self._cached(
+            ("insert_rows", n),
+            lambda: f"INSERT INTO {TABLE} {_INSERT_COLS} VALUES {values} RETURNING id",
+        )
+
+    def due(self, queues: int) -> str:
+        """The ids of due jobs in run order: (now, expired_before, *queues, limit)."""
+
+        return self._cached(("due", queues), lambda: _due(queues, self.dialect.skip_locked))
+
+    def _lock_prefix(self) -> str:
+        d = self.dialect
+        interrupted = d.concat.format(d.concat_sep.join(_INTERRUPTED))
+        # last_error first: MySQL's SET sees the values assigned before it.
+        return (
+            f"UPDATE {TABLE} SET last_error = CASE WHEN locked_at IS NULL THEN last_error "
+            f"ELSE {interrupted} END, interruptions = CASE WHEN locked_at IS NULL "
+            "THEN interruptions ELSE interruptions + 1 END, locked_at = ?, locked_by = ? "
+            "WHERE id IN "
+        )
+
+    def reserve(self, queues: int) -> str:
+        """Lock the due jobs and return them (returning dialects):
+        (now, worker, now, expired_before, *queues, limit)."""
+        return self._cached(
+            ("reserve", queues),
+            lambda: (
+                f"{self._lock_prefix()}({_due(queues, self.dialect.skip_locked)}) "
+                f"RETURNING {self._cols}"
+            ),
+        )
+
+    def lock_ids(self, n: int) -> str:
+        """Lock ``n`` jobs by id (MySQL's second step): (now, worker, *ids)."""
+        return self._cached(("lock_ids", n), lambda: self._lock_prefix() + _in_list(n))
+
+    def select_ids(self, n: int) -> str:
+        return self._cached(
+            ("select_ids", n),
+            lambda: f"SELECT {self._cols} FROM {TABLE} WHERE id IN {_in_list(n)}",
+        )
+
+    def ack(self, n: int) -> str:
+        """Delete finished jobs still held: (worker, *ids)."""
+        return self._cached(
+            ("ack", n),
+            lambda: f"DELETE FROM {TABLE} WHERE locked_by = ? AND id IN {_in_list(n)}",
+        )
+
+    def renew(self, n: int) -> str:
+        """Refresh leases: (now, worker, *ids)."""
+        return self._cached(
+            ("renew", n),
+            lambda: f"UPDATE {TABLE} SET locked_at = ? WHERE locked_by = ? AND id IN {_in_list(n)}",
+        )
+
+    def release(self, n: int) -> str:
+        """Unlock some jobs of a worker: (worker, *ids)."""
+        return self._cached(
+            ("release", n),
+            lambda: (
+                f"UPDATE {TABLE} SET locked_at = NULL, locked_by = NULL "
+                f"WHERE locked_by = ? AND id IN {_in_list(n)}"
+            ),
+        )
+
+    def select(self, failed: bool | None, queue: bool, key: bool, limit: bool) -> str:
+        """Jobs in id order, filtered: (queue?, key?, limit?)."""
+
+        def build() -> str:
+            where: list[str] = []
+            if failed is not None:
+                where.append("failed_at IS NOT NULL" if failed else "failed_at IS NULL")
+            if queue:
+                where.append("queue = ?")
+            if key:
+                where.append('"key" = ?')
+            sql = f"SELECT {self._cols} FROM {TABLE}"
+            if where:
+                sql += " WHERE " + " AND ".join(where)
+            return sql + " ORDER BY id" + (" LIMIT ?" if limit else "")
+
+        return self._cached(("select", failed, queue, key, limit), build)
+
+
+def _due(queues: int, skip_locked: str) -> str:
+    queue_clause = f" AND queue IN {_in_list(queues)}" if queues else ""
+    return (
+        f"SELECT id FROM {TABLE} WHERE failed_at IS NULL AND run_at <= ? "
+        f"AND (locked_at IS NULL OR locked_at < ?){queue_clause} "
+        f"ORDER BY priority, run_at, id LIMIT ?{skip_locked}"
+    )
+
+
+def _upsert_sets(d: Dialect) -> str:
+    changed = f"{d.existing.format('reoccur_in')} = {d.excluded.format('reoccur_in')}"
+    sets = [
+        # first: MySQL evaluates assignments in order, with updated values
+        f"run_at = CASE WHEN {changed} THEN {d.existing.format('run_at')} "
+        f"ELSE {d.least}({d.existing.format('run_at')}, ?) END",
+        *(
+            f"{c} = {d.excluded.format(c)}"
+            for c in ("handler", "priority", "queue", "reoccur_in", "updated_at")
+        ),
+    ]
+    return ", ".join(sets)
