@@ -117,19 +117,19 @@ def test_tally_keeps_counts_when_the_write_fails(config: tinydj.Config) -> None:
     tally = control.Tally()
     tally.add(START, "a")
     broken = config.store
-    original = broken._execute
+    original = broken.query
 
     def fail(sql: str, params: object = ()) -> object:
         if "tinydj_stats" in sql and sql.startswith("INSERT"):
             raise peewee.OperationalError("disk on fire")
         return original(sql, params)  # type: ignore[arg-type]
 
-    broken._execute = fail  # type: ignore[method-assign]
+    broken.query = fail  # type: ignore[method-assign]
     try:
         with pytest.raises(peewee.OperationalError):
             tally.flush(broken)
     finally:
-        del broken._execute
+        del broken.query
     assert tally.flush(broken) == 1
     assert control.outcomes(since=START, until=START) == [(START, 1, 0)]
 

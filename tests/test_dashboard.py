@@ -114,7 +114,7 @@ def _ids(text: str) -> list[int]:
 
 
 def _sql(config: tinydj.Config, sql: str, params: tuple[Any, ...] = ()) -> Any:
-    return [tuple(r) for r in config.store._execute(sql, params).fetchall()]
+    return [tuple(r) for r in config.store.query(sql, params).fetchall()]
 
 
 # -- pages -------------------------------------------------------------------

@@ -100,6 +100,10 @@ def retry_job(job_id: int, *, lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> boo
     job = config.store.get(job_id)
     if job is None:
         return False
+    if job.locked_at is None or job.locked_at < live_after:
+        # MySQL counts only rows whose values changed: this one already was
+        # exactly what the retry would make it.
+        return True
     raise JobRunning(
         f"job {job_id} is running on worker {job.locked_by}; retry it when it has failed"
     )
