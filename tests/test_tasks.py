@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import inspect
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 import sample_jobs
@@ -185,3 +186,50 @@ def test_job_name_says_what_runs(config: tinydj.Config) -> None:
     assert sample_jobs.record.send_later(1).name == "sample_jobs:record"
     assert tinydj.enqueue(sample_jobs.Report("x")).name == "sample_jobs:Report"
     assert tinydj.schedule(sample_jobs.Report("y"), every="1h", key="daily").name == "daily"
+
+
+@pytest.mark.parametrize(
+    "decorate",
+    [
+        lambda: job(timeout=10**9),
+        lambda: every("1h", timeout=10**9),
+        lambda: sample_jobs.record.with_options(timeout=10**9),
+        lambda: job(timeout=0),
+    ],
+)
+def test_out_of_range_timeout_fails_where_it_is_given(decorate: Any) -> None:
+    with pytest.raises(ValueError, match=r"timeout must be a number of seconds > 0 and <= "):
+        decorate()
+
+
+def test_every_timeout_the_decorator_accepts_loads(
+    config: tinydj.Config, worker: tinydj.Worker
+) -> None:
+    from tinydj import options, serialize
+
+    task = sample_jobs.record.with_options(timeout=options.MAX_SECONDS, max_attempts=1)
+    row = task.send_later("edge")
+    assert serialize.load(row.handler).timeout == options.MAX_SECONDS
+    assert worker.work_off() == (1, 0)
+
+
+def test_int_too_long_for_text_fails_at_enqueue_and_writes_nothing(
+    config: tinydj.Config,
+) -> None:
+    for send in (
+        lambda: sample_jobs.record.send_later(10**5000),
+        lambda: sample_jobs.record.send_later_many([(1,), (10**5000,)]),
+        lambda: tinydj.send_later(sample_jobs.calls.append, 10**5000),
+    ):
+        with pytest.raises(TypeError, match="digits"):
+            send()
+    assert tinydj.list_jobs() == []
+
+
+def test_deeply_nested_argument_fails_at_enqueue_with_its_depth(config: tinydj.Config) -> None:
+    value: list[Any] = []
+    for _ in range(500):
+        value = [value]
+    with pytest.raises(TypeError, match="nested too deeply: a list at depth 101"):
+        sample_jobs.record.send_later(value)
+    assert tinydj.list_jobs() == []

@@ -52,6 +52,7 @@ import cloudpickle
 import peewee
 import yaml
 
+from . import options as check
 from .errors import HandlerError, SerializationError
 
 __all__ = ["FORMAT", "Call", "dump_call", "dump_object", "import_path", "load", "resolve"]
@@ -222,11 +223,57 @@ class _Document(dict[str, Any]):
     """The top-level mapping of a handler, always written in block style."""
 
 
+#: Deepest nesting of lists, dicts, tuples and objects in one argument. Far
+#: more than data needs, and safely below Python's recursion limit when the
+#: worker loads it.
+MAX_DEPTH = 100
+# The handler's own mapping and its args list or kwargs mapping.
+_OWN_LEVELS = 2
+_SCALARS = frozenset({str, int, float, bool, type(None), bytes, datetime, Decimal, uuid.UUID})
+
+
 class _Dumper(_SafeDumper):  # type: ignore[misc]
     allow_pickle = True
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.on_path: set[int] = set()  # ids of the containers being written
+
     def ignore_aliases(self, data: Any) -> bool:
         return True
+
+    def represent_data(self, data: Any) -> Any:
+        if type(data) in _SCALARS:
+            return super().represent_data(data)
+        ident = id(data)
+        if ident in self.on_path:
+            raise SerializationError(
+                f"cannot store a recursive structure: a {type(data).__name__} that contains itself"
+            )
+        if len(self.on_path) >= MAX_DEPTH + _OWN_LEVELS:
+            raise SerializationError(
+                f"cannot store a value nested too deeply: a {type(data).__name__} at depth "
+                f"{MAX_DEPTH + 1}, and job arguments may nest lists, dicts, tuples and "
+                f"objects at most {MAX_DEPTH} deep (flatten it, or store it elsewhere and "
+                "pass its key)"
+            )
+        self.on_path.add(ident)
+        try:
+            return super().represent_data(data)
+        finally:
+            self.on_path.discard(ident)
+
+
+def _represent_int(dumper: Any, data: int) -> Any:
+    try:
+        text = str(data)
+    except ValueError:  # longer than sys.get_int_max_str_digits()
+        raise SerializationError(
+            f"cannot store an int of {data.bit_length()} bits: Python writes at most "
+            f"{sys.get_int_max_str_digits()} digits as text (sys.set_int_max_str_digits); "
+            "pass hex(n) and read it back with int(text, 16)"
+        ) from None
+    return dumper.represent_scalar("tag:yaml.org,2002:int", text)
 
 
 class _StrictDumper(_Dumper):
@@ -242,6 +289,7 @@ _Dumper.add_representer(
 _Dumper.add_representer(
     datetime, lambda d, v: d.represent_scalar("tag:yaml.org,2002:timestamp", v.isoformat())
 )
+_Dumper.add_representer(int, _represent_int)
 _Dumper.add_representer(Decimal, lambda d, v: d.represent_scalar("!tinydj/decimal", str(v)))
 _Dumper.add_representer(uuid.UUID, lambda d, v: d.represent_scalar("!tinydj/uuid", str(v)))
 _Dumper.add_multi_representer(peewee.Model, _represent_model)
@@ -260,8 +308,11 @@ def _dump(doc: dict[str, Any], allow_pickle: bool) -> str:
         )
     except SerializationError:
         raise
-    except RecursionError:
-        raise SerializationError("cannot store a recursive structure as a job argument") from None
+    except RecursionError:  # within MAX_DEPTH, but called from a very deep stack
+        raise SerializationError(
+            "cannot store the job's arguments: they are nested too deeply for the "
+            "caller's stack (Python's recursion limit)"
+        ) from None
     except Exception as exc:
         raise SerializationError(f"cannot store the job's arguments: {exc}") from exc
 
@@ -315,10 +366,13 @@ def _fast_dump(
     ):
         return None
     text = f"tinydj: {FORMAT}\nfunction: {path}\n"
-    if args:
-        text += f"args: {_encode(args)}\n"
-    if kwargs:
-        text += f"kwargs: {_encode(kwargs)}\n"
+    try:
+        if args:
+            text += f"args: {_encode(args)}\n"
+        if kwargs:
+            text += f"kwargs: {_encode(kwargs)}\n"
+    except ValueError:  # an int too long for str(): the YAML path says so
+        return None
     if max_attempts is not None:
         text += f"max_attempts: {max_attempts}\n"
     if timeout is not None:
@@ -432,12 +486,17 @@ def dump_calls(
     out = []
     for args, kwargs in calls:
         arglist = list(args)
+        text = None
         if _json_safe(arglist) and (not kwargs or _json_safe(kwargs)):
             text = head
-            if arglist:
-                text += f"args: {_encode(arglist)}\n"
-            if kwargs:
-                text += f"kwargs: {_encode(kwargs)}\n"
+            try:
+                if arglist:
+                    text += f"args: {_encode(arglist)}\n"
+                if kwargs:
+                    text += f"kwargs: {_encode(kwargs)}\n"
+            except ValueError:  # an int too long for str(): the YAML path says so
+                text = None
+        if text is not None:
             out.append(text + options)
         else:
             out.append(
@@ -566,12 +625,13 @@ def _call_from(doc: Any, allowed: tuple[str, ...] | None = None) -> Call:
     if not isinstance(args, list) or not isinstance(kwargs, dict):
         raise HandlerError("the handler's args must be a list and kwargs a mapping")
     max_attempts, timeout = doc.get("max_attempts"), doc.get("timeout")
-    if max_attempts is not None and (not isinstance(max_attempts, int) or max_attempts < 1):
-        raise HandlerError(f"invalid max_attempts {max_attempts!r}")
-    if timeout is not None and (
-        not isinstance(timeout, int | float) or not 0 < timeout <= 365 * 86400
-    ):
-        raise HandlerError(f"invalid timeout {timeout!r}")
+    try:  # the validators @job and with_options use: what they accept loads
+        if max_attempts is not None:
+            check.max_attempts(max_attempts)
+        if timeout is not None:
+            check.timeout(timeout)
+    except (TypeError, ValueError) as exc:
+        raise HandlerError(f"invalid option in the handler: {exc}") from None
     if "function" in doc:
         function = doc["function"]
         if isinstance(function, str):

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
+from . import options as check
 from . import serialize
 from .config import Config, get_config
 from .job import Job
@@ -50,22 +51,14 @@ class _Options:
     timeout: float | None = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.queue, str) or not self.queue:
-            raise ValueError(f"queue must be a non-empty string, not {self.queue!r}")
-        if not isinstance(self.priority, int) or isinstance(self.priority, bool):
-            raise TypeError(f"priority must be an int, not {self.priority!r}")
-        if self.max_attempts is not None and (
-            not isinstance(self.max_attempts, int)
-            or isinstance(self.max_attempts, bool)
-            or self.max_attempts < 1
-        ):
-            raise ValueError(f"max_attempts must be a positive int, not {self.max_attempts!r}")
-        if self.timeout is not None and (
-            not isinstance(self.timeout, int | float)
-            or isinstance(self.timeout, bool)
-            or not self.timeout > 0
-        ):
-            raise ValueError(f"timeout must be a positive number of seconds, not {self.timeout!r}")
+        # tinydj.options' validators: the loader checks with the same ones,
+        # so a value accepted here never makes a job fail to load.
+        check.queue(self.queue)
+        check.priority(self.priority)
+        if self.max_attempts is not None:
+            check.max_attempts(self.max_attempts)
+        if self.timeout is not None:
+            check.timeout(self.timeout)
 
 
 def _now(config: Config) -> datetime:
