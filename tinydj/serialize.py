@@ -41,6 +41,7 @@ import json
 import math
 import re
 import sys
+import types
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -53,6 +54,7 @@ import peewee
 import yaml
 
 from . import options as check
+from . import resources
 from .errors import HandlerError, SerializationError
 
 __all__ = ["FORMAT", "Call", "dump_call", "dump_object", "import_path", "load", "resolve"]
@@ -206,6 +208,10 @@ def _represent_model(dumper: Any, data: peewee.Model) -> Any:
 
 
 def _represent_other(dumper: Any, data: Any) -> Any:
+    owner = getattr(data, "__self__", None) if inspect.isroutine(data) else None
+    refused = resources.refusal(data) or (owner is not None and resources.refusal(owner))
+    if refused and not isinstance(owner, types.ModuleType):  # builtins: a module's functions
+        raise SerializationError(refused)
     if isinstance(data, type) or inspect.isroutine(data):
         path = import_path(data)
         if path is not None:
