@@ -1,7 +1,11 @@
 from __future__ import annotations
 
 import inspect
+import os
+import subprocess
+import sys
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -233,3 +237,57 @@ def test_deeply_nested_argument_fails_at_enqueue_with_its_depth(config: tinydj.C
     with pytest.raises(TypeError, match="nested too deeply: a list at depth 101"):
         sample_jobs.record.send_later(value)
     assert tinydj.list_jobs() == []
+
+
+SCHEDULE_SCRIPT = """
+import sys
+import tinydj
+
+class Digest:
+    def __init__(self, to, tags):
+        self.to = to
+        self.tags = tags
+        self.when = lambda: None if False else None  # pickled by value
+
+    def perform(self):
+        pass
+
+tinydj.configure(sys.argv[1])
+print(tinydj.schedule(Digest("ann@example.com", {"a", "b", "c", "d"}), every="1h").key)
+"""
+
+
+def test_schedule_of_a_main_class_is_one_row_across_runs(tmp_path: Path) -> None:
+    script = tmp_path / "schedule_digest.py"
+    script.write_text(SCHEDULE_SCRIPT)
+    url = f"sqlite:///{tmp_path / 'jobs.sqlite3'}"
+    env = {**os.environ, "PYTHONPATH": str(Path(tinydj.__file__).parent.parent)}
+    keys = []
+    for seed in ("1", "2", "3"):  # set order and cloudpickle's ids differ per process
+        run = subprocess.run(
+            [sys.executable, str(script), url],
+            env={**env, "PYTHONHASHSEED": seed},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert run.returncode == 0, run.stderr
+        keys.append(run.stdout.strip())
+    assert len(set(keys)) == 1 and keys[0].startswith("Digest#")
+    config = tinydj.configure(url)
+    try:
+        assert len(tinydj.list_jobs()) == 1
+    finally:
+        config.store.close()
+
+
+def test_schedule_key_of_an_importable_object_is_unchanged(config: tinydj.Config) -> None:
+    import hashlib
+
+    from tinydj import serialize
+
+    report = sample_jobs.Report("daily", pages=3)
+    handler = serialize.dump_object(report)
+    digest = hashlib.sha1(handler.encode(), usedforsecurity=False).hexdigest()[:16]
+    # rows scheduled before keys came from serialize.identity keep their key
+    assert tinydj.schedule(report, every="1d").key == f"sample_jobs:Report#{digest}"

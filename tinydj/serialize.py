@@ -43,7 +43,7 @@ import re
 import sys
 import types
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -57,7 +57,17 @@ from . import options as check
 from . import resources
 from .errors import HandlerError, SerializationError
 
-__all__ = ["FORMAT", "Call", "dump_call", "dump_object", "import_path", "load", "resolve"]
+__all__ = [
+    "FORMAT",
+    "MAX_DEPTH",
+    "Call",
+    "dump_call",
+    "dump_object",
+    "identity",
+    "import_path",
+    "load",
+    "resolve",
+]
 
 #: Version of the handler format, stored as ``tinydj: 1``.
 FORMAT = 1
@@ -216,13 +226,13 @@ def _represent_other(dumper: Any, data: Any) -> Any:
         path = import_path(data)
         if path is not None:
             return dumper.represent_scalar("!tinydj/ref", path)
-        return _pickled(dumper, data)
+        return dumper.fallback(data)
     if _is_plain_object(data):
         path = import_path(type(data))
         return dumper.represent_mapping(
             "!tinydj/object", {"class": path, "attributes": dict(vars(data))}
         )
-    return _pickled(dumper, data)
+    return dumper.fallback(data)
 
 
 class _Document(dict[str, Any]):
@@ -247,6 +257,10 @@ class _Dumper(_SafeDumper):  # type: ignore[misc]
 
     def ignore_aliases(self, data: Any) -> bool:
         return True
+
+    def fallback(self, data: Any) -> Any:
+        """Write what neither YAML nor tinydj's tags can hold."""
+        return _pickled(self, data)
 
     def represent_data(self, data: Any) -> Any:
         if type(data) in _SCALARS:
@@ -286,6 +300,36 @@ class _StrictDumper(_Dumper):
     allow_pickle = False
 
 
+class _IdentityDumper(_Dumper):
+    """Writes class and state where the handler would hold a pickle, and sets
+    in sorted order: equal objects give equal text in every process."""
+
+    def fallback(self, data: Any) -> Any:
+        if isinstance(data, type) or inspect.isroutine(data):
+            return self.represent_scalar("!identity/ref", _name(data))
+        try:
+            reduced = data.__reduce_ex__(4)
+        except Exception as exc:
+            raise SerializationError(
+                f"cannot derive a key from {type(data).__name__} value {_short(data)}: {exc}; "
+                "pass key="
+            ) from exc
+        if isinstance(reduced, str):  # a module global, by name
+            return self.represent_scalar("!identity/global", f"{_name(type(data))}.{reduced}")
+        parts = [list(p) if isinstance(p, Iterator) else p for p in reduced]
+        return self.represent_sequence("!identity/reduce", [_name(type(data)), *parts])
+
+
+def _name(obj: Any) -> str:
+    module = _module_name(obj) or getattr(obj, "__module__", None)
+    return f"{module}:{getattr(obj, '__qualname__', type(obj).__qualname__)}"
+
+
+def _sorted_set(dumper: Any, data: Any) -> Any:
+    items = sorted(data, key=lambda item: _dump(item, _IdentityDumper))
+    return dumper.represent_sequence("!identity/set", items)
+
+
 _Dumper.add_representer(
     tuple, lambda d, v: d.represent_sequence("!tinydj/tuple", list(v), flow_style=True)
 )
@@ -300,13 +344,15 @@ _Dumper.add_representer(Decimal, lambda d, v: d.represent_scalar("!tinydj/decima
 _Dumper.add_representer(uuid.UUID, lambda d, v: d.represent_scalar("!tinydj/uuid", str(v)))
 _Dumper.add_multi_representer(peewee.Model, _represent_model)
 _Dumper.add_multi_representer(object, _represent_other)
+_IdentityDumper.add_representer(set, _sorted_set)
+_IdentityDumper.add_representer(frozenset, _sorted_set)
 
 
-def _dump(doc: dict[str, Any], allow_pickle: bool) -> str:
+def _dump(doc: Any, dumper: type) -> str:
     try:
         return yaml.dump(
             doc,
-            Dumper=_Dumper if allow_pickle else _StrictDumper,
+            Dumper=dumper,
             sort_keys=False,
             default_flow_style=None,
             allow_unicode=True,
@@ -462,7 +508,7 @@ def dump_call(
             if fast is not None:
                 return fast
         head = {"function": path if path is not None else fn}
-    return _dump(_doc(head, args, kwargs, max_attempts, timeout), allow_pickle)
+    return _dump(_doc(head, args, kwargs, max_attempts, timeout), _dumper(allow_pickle))
 
 
 def dump_calls(
@@ -518,11 +564,27 @@ def dump_calls(
     return out
 
 
+def _dumper(allow_pickle: bool) -> type:
+    return _Dumper if allow_pickle else _StrictDumper
+
+
 def dump_object(obj: Any, *, allow_pickle: bool = True, max_attempts: int | None = None) -> str:
     """The handler text for an object job: ``obj.perform()`` later."""
     if not callable(getattr(obj, "perform", None)):
         raise TypeError(f"cannot enqueue {_short(obj)}: it has no perform() method")
-    return _dump(_doc({"object": obj, "method": "perform"}, (), None, max_attempts), allow_pickle)
+    doc = _doc({"object": obj, "method": "perform"}, (), None, max_attempts)
+    return _dump(doc, _dumper(allow_pickle))
+
+
+def identity(obj: Any) -> str:
+    """Text that is the same for equal objects (class and attribute values) in
+    every process, wherever the class is defined: what ``schedule`` keys on.
+
+    It is the handler ``dump_object`` writes, except that what the handler
+    would pickle (a class defined in ``__main__``, a lambda) is written as its
+    class name and state, and sets are sorted.
+    """
+    return _dump(_doc({"object": obj, "method": "perform"}, (), None, None), _IdentityDumper)
 
 
 # -- loading -----------------------------------------------------------------

@@ -326,7 +326,8 @@ def schedule(
     options = _options_for(obj, priority, queue)
     handler = serialize.dump_object(obj, allow_pickle=config.allow_pickle)
     if key is None:
-        digest = hashlib.sha1(handler.encode("utf-8"), usedforsecurity=False).hexdigest()[:16]
+        identity = serialize.identity(obj).encode("utf-8")  # stable across processes
+        digest = hashlib.sha1(identity, usedforsecurity=False).hexdigest()[:16]
         cls = type(obj)
         key = f"{serialize.import_path(cls) or cls.__qualname__}#{digest}"
     elif not isinstance(key, str) or not key:
