@@ -19,7 +19,7 @@ from . import options as check
 from . import serialize
 from .config import Config, get_config
 from .job import Job
-from .schedule import format_interval, parse_delay, parse_every, to_naive_utc
+from .schedule import format_interval, parse_delay, parse_every, to_naive_utc, warn_if_naive
 from .store import NewJob
 
 __all__ = [
@@ -68,6 +68,7 @@ def _now(config: Config) -> datetime:
 def _when(when: object) -> datetime:
     if not isinstance(when, datetime):
         raise TypeError(f"send_at() needs a datetime, not {type(when).__name__}")
+    warn_if_naive(when, stacklevel=3)  # the caller of send_at, enqueue or schedule
     return to_naive_utc(when)
 
 
