@@ -54,6 +54,7 @@ class Options(TypedDict, total=False):
     synchronous: str
     clock: Clock
     allowed_modules: Sequence[str] | None
+    immediate: bool
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,8 @@ class Config:
     #: If set, workers load functions, classes and models only from these
     #: modules (and their submodules).
     allowed_modules: tuple[str, ...] | None = None
+    #: Run jobs at once in the caller instead of storing them (for tests).
+    immediate: bool = False
 
 
 _lock = threading.Lock()
@@ -162,8 +165,9 @@ def configure(database: str | peewee.Database | None = None, **options: Any) -> 
     ``allowed_modules`` (module names: workers then load functions, classes
     and models only from these and their submodules), ``clock`` (a function
     returning the current UTC datetime, for tests; see
-    ``tinydj.testing.FakeClock``), and for SQLite URLs ``busy_timeout``
-    (seconds) and ``synchronous``.
+    ``tinydj.testing.FakeClock``), ``immediate`` (run each job at once in the
+    caller, for tests: see ``tinydj.immediate``), and for SQLite URLs
+    ``busy_timeout`` (seconds) and ``synchronous``.
 
     >>> tinydj.configure("sqlite:///jobs.db")  # doctest: +SKIP
     """
@@ -205,6 +209,7 @@ def configure(database: str | peewee.Database | None = None, **options: Any) -> 
         url=url,
         clock=options.get("clock", utcnow),
         allowed_modules=_modules(options.get("allowed_modules")),
+        immediate=bool(options.get("immediate", False)),
     )
     with _lock:
         _current = config

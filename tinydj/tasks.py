@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
+from . import immediate, serialize
 from . import options as check
-from . import serialize
 from .config import Config, get_config
 from .job import Job
 from .schedule import format_interval, parse_delay, parse_every, to_naive_utc, warn_if_naive
@@ -73,6 +73,8 @@ def _when(when: object) -> datetime:
 
 
 def _insert(config: Config, handler: str, options: _Options, run_at: datetime | None) -> Job:
+    if config.immediate:
+        return immediate.run(config, handler, options.queue, options.priority, run_at)
     now = _now(config)
     new = NewJob(handler, options.queue, options.priority, run_at or now)
     return config.store.insert([new], now)[0]
@@ -186,6 +188,8 @@ class Task(Generic[P, R]):
             timeout=self.options.timeout,
         )
         queue, priority = self.options.queue, self.options.priority
+        if config.immediate:  # every call was stored and checked before the first runs
+            return [immediate.run(config, h, queue, priority, None) for h in handlers]
         rows = [NewJob(handler, queue, priority, now) for handler in handlers]
         return config.store.insert(rows, now)
 
