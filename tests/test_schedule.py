@@ -1,10 +1,17 @@
 from __future__ import annotations
 
+import importlib
 import itertools
-from datetime import datetime, timedelta, timezone
+import os
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+import sample_jobs
 
+import tinydj
 from tinydj.schedule import (
     backoff,
     format_interval,
@@ -101,3 +108,78 @@ def test_to_naive_utc() -> None:
     assert to_naive_utc(aware) == datetime(2030, 1, 1, 12, 0)
     naive = datetime(2030, 1, 1, 12, 0)
     assert to_naive_utc(naive) is naive
+
+
+# The module: ``tinydj.schedule`` is the function of that name.
+schedule = importlib.import_module("tinydj.schedule")
+
+
+@pytest.fixture
+def local_zone() -> Iterator[Callable[[str], None]]:
+    """Set TZ for this process (time.tzset) and restore it afterwards."""
+    saved = os.environ.get("TZ")
+
+    def set_zone(name: str) -> None:
+        os.environ["TZ"] = name
+        time.tzset()
+
+    yield set_zone
+    if saved is None:
+        os.environ.pop("TZ", None)
+    else:
+        os.environ["TZ"] = saved
+    time.tzset()
+
+
+def test_naive_datetime_warns_once_when_local_zone_is_not_utc(
+    config: tinydj.Config, local_zone: Callable[[str], None], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(schedule, "_warned_naive", False)
+    local_zone("America/New_York")
+    naive = datetime(2031, 5, 1, 12, 0)
+    with pytest.warns(
+        schedule.NaiveDatetimeWarning, match="naive datetime 2031-05-01 12:00:00 as UTC"
+    ) as seen:
+        job_ = sample_jobs.record.send_at(naive, 1)
+    assert seen[0].filename == __file__  # points at the caller's line
+    assert job_.run_at == naive  # still taken as UTC, as the contract says
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # once per process: no second warning
+        sample_jobs.record.send_at(naive, 2)
+        tinydj.enqueue(sample_jobs.Report("r"), run_at=naive)
+        tinydj.schedule(sample_jobs.Report("s"), every="1h", run_at=naive)
+
+
+@pytest.mark.parametrize("call", ["send_at", "enqueue", "schedule"])
+def test_each_entry_point_warns_about_naive_datetimes(
+    config: tinydj.Config,
+    local_zone: Callable[[str], None],
+    monkeypatch: pytest.MonkeyPatch,
+    call: str,
+) -> None:
+    monkeypatch.setattr(schedule, "_warned_naive", False)
+    local_zone("Europe/Berlin")
+    naive = datetime(2031, 5, 1, 12, 0)
+    with pytest.warns(schedule.NaiveDatetimeWarning, match="local time zone is CET"):
+        if call == "send_at":
+            sample_jobs.record.send_at(naive)
+        elif call == "enqueue":
+            tinydj.enqueue(sample_jobs.Report("r"), run_at=naive)
+        else:
+            tinydj.schedule(sample_jobs.Report("s"), every="1h", run_at=naive)
+
+
+@pytest.mark.parametrize("zone", ["UTC", "Etc/UTC"])
+def test_no_warning_in_utc_or_for_aware_datetimes(
+    config: tinydj.Config,
+    local_zone: Callable[[str], None],
+    monkeypatch: pytest.MonkeyPatch,
+    zone: str,
+) -> None:
+    monkeypatch.setattr(schedule, "_warned_naive", False)
+    local_zone(zone)
+    sample_jobs.record.send_at(datetime(2031, 5, 1, 12, 0))  # filterwarnings=error
+    local_zone("America/New_York")
+    sample_jobs.record.send_at(datetime(2031, 5, 1, 12, 0, tzinfo=UTC))
+    sample_jobs.record.send_in(60)
+    assert not schedule._warned_naive

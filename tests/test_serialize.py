@@ -322,3 +322,58 @@ def test_bulk_handlers_are_the_single_handlers(options: dict[str, Any]) -> None:
         assert serialize.dump_calls(fn, pairs, **options) == [
             serialize.dump_call(fn, args, kwargs, **options) for args, kwargs in pairs
         ]
+
+
+def _nested(depth: int) -> list[Any]:
+    value: list[Any] = [1]
+    for _ in range(depth - 1):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize("dump", ["single", "bulk"])
+def test_int_too_long_for_text_is_a_type_error(dump: str) -> None:
+    with pytest.raises(SerializationError, match="4300 digits") as info:
+        if dump == "single":
+            serialize.dump_call(sample_jobs.record, (10**5000,), {})
+        else:
+            serialize.dump_calls(sample_jobs.record, [((), {"n": 10**5000})])
+    assert isinstance(info.value, TypeError) and "hex(n)" in str(info.value)
+    # ints that str() can write still take the fast lane
+    assert round_trip(10**4000).args == [10**4000]
+
+
+def test_deep_nesting_is_refused_with_its_depth() -> None:
+    with pytest.raises(SerializationError) as info:
+        serialize.dump_call(sample_jobs.record, (_nested(500),), {})
+    message = str(info.value)
+    assert "nested too deeply" in message and "depth 101" in message
+    assert "recursive" not in message
+    limit = _nested(serialize.MAX_DEPTH)  # the limit itself is stored and loads again
+    assert serialize.load(serialize.dump_call(sample_jobs.record, (), {"k": limit})).kwargs == {
+        "k": limit
+    }
+
+
+def test_structure_that_contains_itself_is_called_recursive() -> None:
+    loop: list[Any] = [1]
+    loop.append(loop)
+    with pytest.raises(SerializationError, match="recursive structure: a list that contains"):
+        serialize.dump_call(sample_jobs.record, (loop,), {})
+    report = sample_jobs.Report("r")
+    report.me = report  # type: ignore[attr-defined]
+    with pytest.raises(SerializationError, match="a Report that contains itself"):
+        serialize.dump_object(report)
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("timeout: 1000000000", "timeout must be a number of seconds > 0 and <= 31536000"),
+        ("timeout: true", "timeout must be a number of seconds, not True"),
+        ("max_attempts: 0", "max_attempts must be an int >= 1, not 0"),
+    ],
+)
+def test_loader_checks_options_with_the_decorators_validators(line: str, message: str) -> None:
+    with pytest.raises(HandlerError, match=message):
+        serialize.load(f"tinydj: 1\nfunction: sample_jobs:record\n{line}\n")

@@ -1,7 +1,12 @@
 from __future__ import annotations
 
 import inspect
+import os
+import subprocess
+import sys
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
 
 import pytest
 import sample_jobs
@@ -185,3 +190,104 @@ def test_job_name_says_what_runs(config: tinydj.Config) -> None:
     assert sample_jobs.record.send_later(1).name == "sample_jobs:record"
     assert tinydj.enqueue(sample_jobs.Report("x")).name == "sample_jobs:Report"
     assert tinydj.schedule(sample_jobs.Report("y"), every="1h", key="daily").name == "daily"
+
+
+@pytest.mark.parametrize(
+    "decorate",
+    [
+        lambda: job(timeout=10**9),
+        lambda: every("1h", timeout=10**9),
+        lambda: sample_jobs.record.with_options(timeout=10**9),
+        lambda: job(timeout=0),
+    ],
+)
+def test_out_of_range_timeout_fails_where_it_is_given(decorate: Any) -> None:
+    with pytest.raises(ValueError, match=r"timeout must be a number of seconds > 0 and <= "):
+        decorate()
+
+
+def test_every_timeout_the_decorator_accepts_loads(
+    config: tinydj.Config, worker: tinydj.Worker
+) -> None:
+    from tinydj import options, serialize
+
+    task = sample_jobs.record.with_options(timeout=options.MAX_SECONDS, max_attempts=1)
+    row = task.send_later("edge")
+    assert serialize.load(row.handler).timeout == options.MAX_SECONDS
+    assert worker.work_off() == (1, 0)
+
+
+def test_int_too_long_for_text_fails_at_enqueue_and_writes_nothing(
+    config: tinydj.Config,
+) -> None:
+    for send in (
+        lambda: sample_jobs.record.send_later(10**5000),
+        lambda: sample_jobs.record.send_later_many([(1,), (10**5000,)]),
+        lambda: tinydj.send_later(sample_jobs.calls.append, 10**5000),
+    ):
+        with pytest.raises(TypeError, match="digits"):
+            send()
+    assert tinydj.list_jobs() == []
+
+
+def test_deeply_nested_argument_fails_at_enqueue_with_its_depth(config: tinydj.Config) -> None:
+    value: list[Any] = []
+    for _ in range(500):
+        value = [value]
+    with pytest.raises(TypeError, match="nested too deeply: a list at depth 101"):
+        sample_jobs.record.send_later(value)
+    assert tinydj.list_jobs() == []
+
+
+SCHEDULE_SCRIPT = """
+import sys
+import tinydj
+
+class Digest:
+    def __init__(self, to, tags):
+        self.to = to
+        self.tags = tags
+        self.when = lambda: None if False else None  # pickled by value
+
+    def perform(self):
+        pass
+
+tinydj.configure(sys.argv[1])
+print(tinydj.schedule(Digest("ann@example.com", {"a", "b", "c", "d"}), every="1h").key)
+"""
+
+
+def test_schedule_of_a_main_class_is_one_row_across_runs(tmp_path: Path) -> None:
+    script = tmp_path / "schedule_digest.py"
+    script.write_text(SCHEDULE_SCRIPT)
+    url = f"sqlite:///{tmp_path / 'jobs.sqlite3'}"
+    env = {**os.environ, "PYTHONPATH": str(Path(tinydj.__file__).parent.parent)}
+    keys = []
+    for seed in ("1", "2", "3"):  # set order and cloudpickle's ids differ per process
+        run = subprocess.run(
+            [sys.executable, str(script), url],
+            env={**env, "PYTHONHASHSEED": seed},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert run.returncode == 0, run.stderr
+        keys.append(run.stdout.strip())
+    assert len(set(keys)) == 1 and keys[0].startswith("Digest#")
+    config = tinydj.configure(url)
+    try:
+        assert len(tinydj.list_jobs()) == 1
+    finally:
+        config.store.close()
+
+
+def test_schedule_key_of_an_importable_object_is_unchanged(config: tinydj.Config) -> None:
+    import hashlib
+
+    from tinydj import serialize
+
+    report = sample_jobs.Report("daily", pages=3)
+    handler = serialize.dump_object(report)
+    digest = hashlib.sha1(handler.encode(), usedforsecurity=False).hexdigest()[:16]
+    # rows scheduled before keys came from serialize.identity keep their key
+    assert tinydj.schedule(report, every="1d").key == f"sample_jobs:Report#{digest}"

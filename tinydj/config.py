@@ -55,6 +55,7 @@ class Options(TypedDict, total=False):
     synchronous: str
     clock: Clock
     allowed_modules: Sequence[str] | None
+    immediate: bool
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,8 @@ class Config:
     #: If set, workers load functions, classes and models only from these
     #: modules (and their submodules).
     allowed_modules: tuple[str, ...] | None = None
+    #: Run jobs at once in the caller instead of storing them (for tests).
+    immediate: bool = False
 
     def __repr__(self) -> str:
         url = mask(self.url) if self.url else None
@@ -173,8 +176,9 @@ def configure(database: str | peewee.Database | None = None, **options: Any) -> 
     ``allowed_modules`` (module names: workers then load functions, classes
     and models only from these and their submodules), ``clock`` (a function
     returning the current UTC datetime, for tests; see
-    ``tinydj.testing.FakeClock``), and for SQLite URLs ``busy_timeout``
-    (seconds) and ``synchronous``.
+    ``tinydj.testing.FakeClock``), ``immediate`` (run each job at once in the
+    caller, for tests: see ``tinydj.immediate``), and for SQLite URLs
+    ``busy_timeout`` (seconds) and ``synchronous``.
 
     >>> tinydj.configure("sqlite:///jobs.db")  # doctest: +SKIP
     """
@@ -216,6 +220,7 @@ def configure(database: str | peewee.Database | None = None, **options: Any) -> 
         url=url,
         clock=options.get("clock", utcnow),
         allowed_modules=_modules(options.get("allowed_modules")),
+        immediate=bool(options.get("immediate", False)),
     )
     with _lock:
         _current = config

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import random
 import re
+import time
+import warnings
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 __all__ = [
     "MAX_BACKOFF",
     "Clock",
+    "NaiveDatetimeWarning",
     "backoff",
     "format_interval",
     "next_run_after",
@@ -22,6 +25,7 @@ __all__ = [
     "parse_every",
     "to_naive_utc",
     "utcnow",
+    "warn_if_naive",
 ]
 
 #: A clock returns the current time, naive UTC or aware.
@@ -49,6 +53,34 @@ def to_naive_utc(value: datetime) -> datetime:
     if value.tzinfo is not None:
         return value.astimezone(UTC).replace(tzinfo=None)
     return value
+
+
+class NaiveDatetimeWarning(UserWarning):
+    """A naive datetime was taken as UTC while the local time zone is not UTC."""
+
+
+_warned_naive = False
+
+
+def _local_zone_is_utc() -> bool:
+    return time.timezone == 0 and (not time.daylight or time.altzone == 0)
+
+
+def warn_if_naive(value: datetime, stacklevel: int = 2) -> None:
+    """Warn (once per process) that a naive ``value`` is taken as UTC, if the
+    local time zone is not UTC: ``datetime.now()`` then means another time."""
+    global _warned_naive
+    if value.tzinfo is not None or _warned_naive or _local_zone_is_utc():
+        return
+    _warned_naive = True
+    warnings.warn(
+        f"tinydj takes the naive datetime {value.isoformat(' ')} as UTC, but the local time "
+        f"zone is {time.tzname[0]}, not UTC: pass an aware datetime "
+        "(datetime.now(timezone.utc) + ...) or use send_in(); "
+        "this warning is shown once per process",
+        NaiveDatetimeWarning,
+        stacklevel=stacklevel + 1,
+    )
 
 
 def parse_every(spec: object) -> timedelta:

@@ -41,8 +41,9 @@ import json
 import math
 import re
 import sys
+import types
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -52,9 +53,21 @@ import cloudpickle
 import peewee
 import yaml
 
+from . import options as check
+from . import resources
 from .errors import HandlerError, SerializationError
 
-__all__ = ["FORMAT", "Call", "dump_call", "dump_object", "import_path", "load", "resolve"]
+__all__ = [
+    "FORMAT",
+    "MAX_DEPTH",
+    "Call",
+    "dump_call",
+    "dump_object",
+    "identity",
+    "import_path",
+    "load",
+    "resolve",
+]
 
 #: Version of the handler format, stored as ``tinydj: 1``.
 FORMAT = 1
@@ -205,32 +218,116 @@ def _represent_model(dumper: Any, data: peewee.Model) -> Any:
 
 
 def _represent_other(dumper: Any, data: Any) -> Any:
+    owner = getattr(data, "__self__", None) if inspect.isroutine(data) else None
+    refused = resources.refusal(data) or (owner is not None and resources.refusal(owner))
+    if refused and not isinstance(owner, types.ModuleType):  # builtins: a module's functions
+        raise SerializationError(refused)
     if isinstance(data, type) or inspect.isroutine(data):
         path = import_path(data)
         if path is not None:
             return dumper.represent_scalar("!tinydj/ref", path)
-        return _pickled(dumper, data)
+        return dumper.fallback(data)
     if _is_plain_object(data):
         path = import_path(type(data))
         return dumper.represent_mapping(
             "!tinydj/object", {"class": path, "attributes": dict(vars(data))}
         )
-    return _pickled(dumper, data)
+    return dumper.fallback(data)
 
 
 class _Document(dict[str, Any]):
     """The top-level mapping of a handler, always written in block style."""
 
 
+#: Deepest nesting of lists, dicts, tuples and objects in one argument. Far
+#: more than data needs, and safely below Python's recursion limit when the
+#: worker loads it.
+MAX_DEPTH = 100
+# The handler's own mapping and its args list or kwargs mapping.
+_OWN_LEVELS = 2
+_SCALARS = frozenset({str, int, float, bool, type(None), bytes, datetime, Decimal, uuid.UUID})
+
+
 class _Dumper(_SafeDumper):  # type: ignore[misc]
     allow_pickle = True
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.on_path: set[int] = set()  # ids of the containers being written
 
     def ignore_aliases(self, data: Any) -> bool:
         return True
 
+    def fallback(self, data: Any) -> Any:
+        """Write what neither YAML nor tinydj's tags can hold."""
+        return _pickled(self, data)
+
+    def represent_data(self, data: Any) -> Any:
+        if type(data) in _SCALARS:
+            return super().represent_data(data)
+        ident = id(data)
+        if ident in self.on_path:
+            raise SerializationError(
+                f"cannot store a recursive structure: a {type(data).__name__} that contains itself"
+            )
+        if len(self.on_path) >= MAX_DEPTH + _OWN_LEVELS:
+            raise SerializationError(
+                f"cannot store a value nested too deeply: a {type(data).__name__} at depth "
+                f"{MAX_DEPTH + 1}, and job arguments may nest lists, dicts, tuples and "
+                f"objects at most {MAX_DEPTH} deep (flatten it, or store it elsewhere and "
+                "pass its key)"
+            )
+        self.on_path.add(ident)
+        try:
+            return super().represent_data(data)
+        finally:
+            self.on_path.discard(ident)
+
+
+def _represent_int(dumper: Any, data: int) -> Any:
+    try:
+        text = str(data)
+    except ValueError:  # longer than sys.get_int_max_str_digits()
+        raise SerializationError(
+            f"cannot store an int of {data.bit_length()} bits: Python writes at most "
+            f"{sys.get_int_max_str_digits()} digits as text (sys.set_int_max_str_digits); "
+            "pass hex(n) and read it back with int(text, 16)"
+        ) from None
+    return dumper.represent_scalar("tag:yaml.org,2002:int", text)
+
 
 class _StrictDumper(_Dumper):
     allow_pickle = False
+
+
+class _IdentityDumper(_Dumper):
+    """Writes class and state where the handler would hold a pickle, and sets
+    in sorted order: equal objects give equal text in every process."""
+
+    def fallback(self, data: Any) -> Any:
+        if isinstance(data, type) or inspect.isroutine(data):
+            return self.represent_scalar("!identity/ref", _name(data))
+        try:
+            reduced = data.__reduce_ex__(4)
+        except Exception as exc:
+            raise SerializationError(
+                f"cannot derive a key from {type(data).__name__} value {_short(data)}: {exc}; "
+                "pass key="
+            ) from exc
+        if isinstance(reduced, str):  # a module global, by name
+            return self.represent_scalar("!identity/global", f"{_name(type(data))}.{reduced}")
+        parts = [list(p) if isinstance(p, Iterator) else p for p in reduced]
+        return self.represent_sequence("!identity/reduce", [_name(type(data)), *parts])
+
+
+def _name(obj: Any) -> str:
+    module = _module_name(obj) or getattr(obj, "__module__", None)
+    return f"{module}:{getattr(obj, '__qualname__', type(obj).__qualname__)}"
+
+
+def _sorted_set(dumper: Any, data: Any) -> Any:
+    items = sorted(data, key=lambda item: _dump(item, _IdentityDumper))
+    return dumper.represent_sequence("!identity/set", items)
 
 
 _Dumper.add_representer(
@@ -242,17 +339,20 @@ _Dumper.add_representer(
 _Dumper.add_representer(
     datetime, lambda d, v: d.represent_scalar("tag:yaml.org,2002:timestamp", v.isoformat())
 )
+_Dumper.add_representer(int, _represent_int)
 _Dumper.add_representer(Decimal, lambda d, v: d.represent_scalar("!tinydj/decimal", str(v)))
 _Dumper.add_representer(uuid.UUID, lambda d, v: d.represent_scalar("!tinydj/uuid", str(v)))
 _Dumper.add_multi_representer(peewee.Model, _represent_model)
 _Dumper.add_multi_representer(object, _represent_other)
+_IdentityDumper.add_representer(set, _sorted_set)
+_IdentityDumper.add_representer(frozenset, _sorted_set)
 
 
-def _dump(doc: dict[str, Any], allow_pickle: bool) -> str:
+def _dump(doc: Any, dumper: type) -> str:
     try:
         return yaml.dump(
             doc,
-            Dumper=_Dumper if allow_pickle else _StrictDumper,
+            Dumper=dumper,
             sort_keys=False,
             default_flow_style=None,
             allow_unicode=True,
@@ -260,8 +360,11 @@ def _dump(doc: dict[str, Any], allow_pickle: bool) -> str:
         )
     except SerializationError:
         raise
-    except RecursionError:
-        raise SerializationError("cannot store a recursive structure as a job argument") from None
+    except RecursionError:  # within MAX_DEPTH, but called from a very deep stack
+        raise SerializationError(
+            "cannot store the job's arguments: they are nested too deeply for the "
+            "caller's stack (Python's recursion limit)"
+        ) from None
     except Exception as exc:
         raise SerializationError(f"cannot store the job's arguments: {exc}") from exc
 
@@ -315,10 +418,13 @@ def _fast_dump(
     ):
         return None
     text = f"tinydj: {FORMAT}\nfunction: {path}\n"
-    if args:
-        text += f"args: {_encode(args)}\n"
-    if kwargs:
-        text += f"kwargs: {_encode(kwargs)}\n"
+    try:
+        if args:
+            text += f"args: {_encode(args)}\n"
+        if kwargs:
+            text += f"kwargs: {_encode(kwargs)}\n"
+    except ValueError:  # an int too long for str(): the YAML path says so
+        return None
     if max_attempts is not None:
         text += f"max_attempts: {max_attempts}\n"
     if timeout is not None:
@@ -402,7 +508,7 @@ def dump_call(
             if fast is not None:
                 return fast
         head = {"function": path if path is not None else fn}
-    return _dump(_doc(head, args, kwargs, max_attempts, timeout), allow_pickle)
+    return _dump(_doc(head, args, kwargs, max_attempts, timeout), _dumper(allow_pickle))
 
 
 def dump_calls(
@@ -432,12 +538,17 @@ def dump_calls(
     out = []
     for args, kwargs in calls:
         arglist = list(args)
+        text = None
         if _json_safe(arglist) and (not kwargs or _json_safe(kwargs)):
             text = head
-            if arglist:
-                text += f"args: {_encode(arglist)}\n"
-            if kwargs:
-                text += f"kwargs: {_encode(kwargs)}\n"
+            try:
+                if arglist:
+                    text += f"args: {_encode(arglist)}\n"
+                if kwargs:
+                    text += f"kwargs: {_encode(kwargs)}\n"
+            except ValueError:  # an int too long for str(): the YAML path says so
+                text = None
+        if text is not None:
             out.append(text + options)
         else:
             out.append(
@@ -453,11 +564,27 @@ def dump_calls(
     return out
 
 
+def _dumper(allow_pickle: bool) -> type:
+    return _Dumper if allow_pickle else _StrictDumper
+
+
 def dump_object(obj: Any, *, allow_pickle: bool = True, max_attempts: int | None = None) -> str:
     """The handler text for an object job: ``obj.perform()`` later."""
     if not callable(getattr(obj, "perform", None)):
         raise TypeError(f"cannot enqueue {_short(obj)}: it has no perform() method")
-    return _dump(_doc({"object": obj, "method": "perform"}, (), None, max_attempts), allow_pickle)
+    doc = _doc({"object": obj, "method": "perform"}, (), None, max_attempts)
+    return _dump(doc, _dumper(allow_pickle))
+
+
+def identity(obj: Any) -> str:
+    """Text that is the same for equal objects (class and attribute values) in
+    every process, wherever the class is defined: what ``schedule`` keys on.
+
+    It is the handler ``dump_object`` writes, except that what the handler
+    would pickle (a class defined in ``__main__``, a lambda) is written as its
+    class name and state, and sets are sorted.
+    """
+    return _dump(_doc({"object": obj, "method": "perform"}, (), None, None), _IdentityDumper)
 
 
 # -- loading -----------------------------------------------------------------
@@ -566,12 +693,13 @@ def _call_from(doc: Any, allowed: tuple[str, ...] | None = None) -> Call:
     if not isinstance(args, list) or not isinstance(kwargs, dict):
         raise HandlerError("the handler's args must be a list and kwargs a mapping")
     max_attempts, timeout = doc.get("max_attempts"), doc.get("timeout")
-    if max_attempts is not None and (not isinstance(max_attempts, int) or max_attempts < 1):
-        raise HandlerError(f"invalid max_attempts {max_attempts!r}")
-    if timeout is not None and (
-        not isinstance(timeout, int | float) or not 0 < timeout <= 365 * 86400
-    ):
-        raise HandlerError(f"invalid timeout {timeout!r}")
+    try:  # the validators @job and with_options use: what they accept loads
+        if max_attempts is not None:
+            check.max_attempts(max_attempts)
+        if timeout is not None:
+            check.timeout(timeout)
+    except (TypeError, ValueError) as exc:
+        raise HandlerError(f"invalid option in the handler: {exc}") from None
     if "function" in doc:
         function = doc["function"]
         if isinstance(function, str):

@@ -15,10 +15,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
-from . import serialize
+from . import immediate, serialize
+from . import options as check
 from .config import Config, get_config
 from .job import Job
-from .schedule import format_interval, parse_delay, parse_every, to_naive_utc
+from .schedule import format_interval, parse_delay, parse_every, to_naive_utc, warn_if_naive
 from .store import NewJob
 
 __all__ = [
@@ -50,22 +51,14 @@ class _Options:
     timeout: float | None = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.queue, str) or not self.queue:
-            raise ValueError(f"queue must be a non-empty string, not {self.queue!r}")
-        if not isinstance(self.priority, int) or isinstance(self.priority, bool):
-            raise TypeError(f"priority must be an int, not {self.priority!r}")
-        if self.max_attempts is not None and (
-            not isinstance(self.max_attempts, int)
-            or isinstance(self.max_attempts, bool)
-            or self.max_attempts < 1
-        ):
-            raise ValueError(f"max_attempts must be a positive int, not {self.max_attempts!r}")
-        if self.timeout is not None and (
-            not isinstance(self.timeout, int | float)
-            or isinstance(self.timeout, bool)
-            or not self.timeout > 0
-        ):
-            raise ValueError(f"timeout must be a positive number of seconds, not {self.timeout!r}")
+        # tinydj.options' validators: the loader checks with the same ones,
+        # so a value accepted here never makes a job fail to load.
+        check.queue(self.queue)
+        check.priority(self.priority)
+        if self.max_attempts is not None:
+            check.max_attempts(self.max_attempts)
+        if self.timeout is not None:
+            check.timeout(self.timeout)
 
 
 def _now(config: Config) -> datetime:
@@ -75,10 +68,13 @@ def _now(config: Config) -> datetime:
 def _when(when: object) -> datetime:
     if not isinstance(when, datetime):
         raise TypeError(f"send_at() needs a datetime, not {type(when).__name__}")
+    warn_if_naive(when, stacklevel=3)  # the caller of send_at, enqueue or schedule
     return to_naive_utc(when)
 
 
 def _insert(config: Config, handler: str, options: _Options, run_at: datetime | None) -> Job:
+    if config.immediate:
+        return immediate.run(config, handler, options.queue, options.priority, run_at)
     now = _now(config)
     new = NewJob(handler, options.queue, options.priority, run_at or now)
     return config.store.insert([new], now)[0]
@@ -192,6 +188,8 @@ class Task(Generic[P, R]):
             timeout=self.options.timeout,
         )
         queue, priority = self.options.queue, self.options.priority
+        if config.immediate:  # every call was stored and checked before the first runs
+            return [immediate.run(config, h, queue, priority, None) for h in handlers]
         rows = [NewJob(handler, queue, priority, now) for handler in handlers]
         return config.store.insert(rows, now)
 
@@ -333,7 +331,8 @@ def schedule(
     options = _options_for(obj, priority, queue)
     handler = serialize.dump_object(obj, allow_pickle=config.allow_pickle)
     if key is None:
-        digest = hashlib.sha1(handler.encode("utf-8"), usedforsecurity=False).hexdigest()[:16]
+        identity = serialize.identity(obj).encode("utf-8")  # stable across processes
+        digest = hashlib.sha1(identity, usedforsecurity=False).hexdigest()[:16]
         cls = type(obj)
         key = f"{serialize.import_path(cls) or cls.__qualname__}#{digest}"
     elif not isinstance(key, str) or not key:
