@@ -34,7 +34,7 @@ from ..config import Config, configure
 from ..errors import TinyDJError
 from ..redact import mask
 from ..schedule import Clock, utcnow
-from . import jobs, work
+from . import jobs, operate, work
 from .base import (
     COMMON_DEFAULTS,
     EXIT_ERROR,
@@ -72,6 +72,14 @@ COMMANDS: dict[str, Command] = {
     "clear": Command(
         "delete all jobs (or those of a queue, or failed ones)", jobs.declare_clear, jobs.clear
     ),
+    "workers": Command(
+        "list the workers, live and dead", operate.declare_workers, operate.workers, json=True
+    ),
+    "pause": Command("stop workers taking jobs of a queue", operate.declare_queue, operate.pause),
+    "resume": Command(
+        "let workers take jobs of a paused queue", operate.declare_queue, operate.resume
+    ),
+    "dashboard": Command("serve the web dashboard", operate.declare_dashboard, operate.dashboard),
 }
 
 
