@@ -122,7 +122,12 @@ class _Borrowed:
 
 
 class _BorrowedSqlite(_Borrowed, peewee.SqliteDatabase):
-    pass
+    def execute_sql(self, sql: str, params: Any = None) -> Any:
+        if sql.startswith("PRAGMA journal_mode") and self.in_transaction():
+            # SQLite refuses to switch to WAL inside a transaction; the first
+            # worker switches the file on its own connection.
+            return self.cursor()
+        return super().execute_sql(sql, params)
 
 
 class _BorrowedPostgres(_Borrowed, peewee.PostgresqlDatabase):

@@ -56,6 +56,7 @@ __all__ = [
     "purge",
     "running_job",
     "status",
+    "status_of",
 ]
 
 log = logging.getLogger(__name__)
@@ -280,8 +281,11 @@ def status(job: int | Job, *, config: Config | None = None) -> str | None:
     """
     config = config or get_config()
     job_id = job.id if isinstance(job, Job) else int(job)
-    row = config.store.get(job_id)
-    kept = get(job_id, config=config)
+    return status_of(config.store.get(job_id), get(job_id, config=config))
+
+
+def status_of(row: Job | None, kept: Result | None) -> str | None:
+    """``status()`` from a job's row (or None) and its kept result (or None)."""
     if row is None:
         return kept.status if kept else None
     if row.failed_at is not None:
