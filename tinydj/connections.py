@@ -109,7 +109,7 @@ class _Borrowed:
     def transaction_depth(self) -> int:
         return int(self.in_transaction())
 
-    def after_commit(self, fn: Callable[[], None]) -> Callable[[], None]:
+    def after_commit(self, fn: Any) -> Any:
         source = self._source()
         if source.in_transaction():
             source.on_commit(fn)
@@ -117,7 +117,7 @@ class _Borrowed:
             fn()
         return fn
 
-    def atomic(self, *args: Any, **kwargs: Any) -> contextlib.AbstractContextManager[Any]:
+    def atomic(self, *args: Any, **kwargs: Any) -> Any:
         return self._source().atomic()
 
 
@@ -127,7 +127,7 @@ class _BorrowedSqlite(_Borrowed, peewee.SqliteDatabase):
             # SQLite refuses to switch to WAL inside a transaction; the first
             # worker switches the file on its own connection.
             return self.cursor()
-        return super().execute_sql(sql, params)
+        return super().execute_sql(sql, params)  # type: ignore[no-untyped-call]
 
 
 class _BorrowedPostgres(_Borrowed, peewee.PostgresqlDatabase):
@@ -331,7 +331,7 @@ class _SQLAlchemySource:
         bind = obj.get_bind() if self.is_session else obj.engine
         dialect = bind.dialect.name
         self.vendor = {"postgres": "postgresql", "mariadb": "mysql"}.get(dialect, dialect)
-        self.key = ("sqlalchemy", bind.url.render_as_string(hide_password=True), id(bind))
+        self.key: Hashable = ("sqlalchemy", bind.url.render_as_string(hide_password=True), id(bind))
 
     def raw(self) -> Any:
         connection = self.obj.connection() if self.is_session else self.obj

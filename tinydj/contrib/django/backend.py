@@ -229,7 +229,7 @@ def _task(path: str, alias: str, row: Job | None) -> Task:
     changes: dict[str, Any] = {"backend": alias}
     if row is not None:
         changes.update(priority=-row.priority, queue_name=row.queue)
-    return task.using(**changes)  # type: ignore[no-any-return]
+    return task.using(**changes)
 
 
 def _errors(kept: results.Result | None, row: Job | None) -> list[TaskError]:

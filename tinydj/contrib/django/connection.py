@@ -38,7 +38,8 @@ class DjangoSource:
         transaction.on_commit(fn, using=self.alias)
 
     def atomic(self) -> contextlib.AbstractContextManager[Any]:
-        return transaction.atomic(using=self.alias)
+        atomic: contextlib.AbstractContextManager[Any] = transaction.atomic(using=self.alias)
+        return atomic
 
 
 def store_for(alias: str) -> Store:
