@@ -327,3 +327,18 @@ def test_results_are_kept_apart_from_the_queue(alias: str) -> None:
     assert kept is not None and (kept.status, kept.value) == ("SUCCESSFUL", 8)
     assert kept.name == "shop.tasks.add"
     assert kept.expires_at - kept.finished_at == timedelta(days=7)  # type: ignore[operator]
+
+
+def test_migrate_zero_drops_the_tables_and_enqueue_says_to_migrate(alias: str) -> None:
+    from django.core.exceptions import ImproperlyConfigured
+    from django.core.management import call_command
+    from shop.tasks import add
+
+    call_command("migrate", "tinydj", "zero", database=alias, verbosity=0)
+    try:
+        with pytest.raises(ImproperlyConfigured, match=r"manage\.py migrate"):
+            add.using(backend=alias).enqueue(1, 2)
+    finally:
+        call_command("migrate", "tinydj", database=alias, verbosity=0)
+    result = add.using(backend=alias).enqueue(1, 2)
+    assert backend(alias).get_result(result.id).status == "READY"

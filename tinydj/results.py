@@ -57,6 +57,7 @@ __all__ = [
     "running_job",
     "status",
     "status_of",
+    "table_ready",
 ]
 
 log = logging.getLogger(__name__)
@@ -223,6 +224,11 @@ def _table(store: Store) -> _Table:
             if entry is None or entry[0] is not store:
                 entry = _tables[id(store)] = (store, _Table(store))
     return entry[1]
+
+
+def table_ready(store: Store) -> None:
+    """Take the results table of ``store`` as created (e.g. by a migration)."""
+    _table(store).ready = True
 
 
 def _time(value: object) -> datetime | None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import peewee
 import yaml
 from django.core.exceptions import ImproperlyConfigured
 from django.tasks import Task, TaskResult, TaskResultStatus
@@ -29,6 +30,7 @@ from django.utils.module_loading import import_string
 from ... import results, serialize
 from ...config import DEFAULT_MAX_ATTEMPTS, Config
 from ...job import Job
+from ...models import TABLE
 from ...schedule import parse_every, to_naive_utc
 from ...store import NewJob
 from . import refs, runner
@@ -102,7 +104,16 @@ class TaskBackend(BaseTaskBackend):
         now = to_naive_utc(config.clock())
         run_at = _naive(task.run_after) if task.run_after is not None else now
         new = NewJob(handler, task.queue_name, -task.priority, run_at)
-        job = config.store.insert([new], now)[0]
+        try:
+            job = config.store.insert([new], now)[0]
+        except peewee.DatabaseError as exc:
+            text = str(exc)
+            if TABLE in text and ("no such table" in text or "does not exist" in text):
+                raise ImproperlyConfigured(
+                    f"the {TABLE} table is missing from Django database {self.database!r}: "
+                    "run manage.py migrate"
+                ) from exc
+            raise
         result = self._result(task, job, TaskResultStatus.READY, list(args), dict(kwargs))
         task_enqueued.send(type(self), task_result=result)
         return result

@@ -9,6 +9,7 @@ from urllib.parse import quote, urlencode
 
 from django.db import connections, transaction
 
+from ... import results
 from ...config import Config, open_database
 from ...connections import borrowed_store
 from ...errors import ConfigurationError
@@ -45,7 +46,12 @@ class DjangoSource:
 def store_for(alias: str) -> Store:
     """The Store that writes through Django's connection of ``alias``."""
     source = DjangoSource(alias)
-    return borrowed_store(source, lambda: source)
+    store = borrowed_store(source, lambda: source)
+    # manage.py migrate created the tables: no schema checks at each enqueue
+    # (inside transaction.atomic() the Store could never know they committed).
+    store._schema_ready = True
+    results.table_ready(store)
+    return store
 
 
 def config_for(alias: str, **options: Any) -> Config:
