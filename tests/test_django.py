@@ -342,3 +342,22 @@ def test_migrate_zero_drops_the_tables_and_enqueue_says_to_migrate(alias: str) -
         call_command("migrate", "tinydj", database=alias, verbosity=0)
     result = add.using(backend=alias).enqueue(1, 2)
     assert backend(alias).get_result(result.id).status == "READY"
+
+
+def test_every_makes_a_django_task_recurring(alias: str) -> None:
+    from shop.tasks import CALLS, tick
+
+    from tinydj.contrib.django import every
+
+    hourly = every("1h")(tick.using(backend=alias))
+    assert hourly.enqueue().id  # still a Django task
+    clock = FakeClock()
+    w = worker(alias, clock)
+    assert w.work_off() == (2, 0)  # the enqueued run and the recurring row's first
+    recurring = [j for j in rows(alias) if j.recurring]
+    assert [(j.key, j.reoccur_in) for j in recurring] == [("shop.tasks.tick", "1h")]
+    clock.advance(timedelta(hours=1, seconds=1))
+    assert w.work_off() == (1, 0)
+    assert CALLS == ["tick", "tick", "tick"]
+    kept = results.get(recurring[0].id, config=backend(alias).config())
+    assert kept is not None and (kept.status, kept.value) == ("SUCCESSFUL", "tick")

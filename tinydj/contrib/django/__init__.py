@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["TaskBackend"]
+__all__ = ["TaskBackend", "every"]
 
 
 def __getattr__(name: str) -> Any:
@@ -25,4 +25,8 @@ def __getattr__(name: str) -> Any:
         from .backend import TaskBackend
 
         return TaskBackend
+    if name == "every":
+        from .recurring import every
+
+        return every
     raise AttributeError(name)
