@@ -352,7 +352,10 @@ class Tracker:
     retention: timedelta = DEFAULT_RETENTION
     running: bool = False
     describe: Callable[[Call], tuple[str, list[Any], dict[str, Any]]] | None = None
-    _started: dict[int, datetime] = field(default_factory=dict, repr=False)
+    #: job id -> (start time, errors and workers so far), between started and done
+    _started: dict[int, tuple[datetime, list[Any], list[str]]] = field(
+        default_factory=dict, repr=False
+    )
     _last_purge: float = field(default=0.0, repr=False)
 
     def _base(self, worker: Worker, job: Job, call: Call) -> dict[str, Any]:
@@ -381,12 +384,13 @@ class Tracker:
 
     def started(self, worker: Worker, job: Job, call: Call) -> None:
         now = worker._now()
-        self._started[job.id] = now
         _running.job = (job, worker.name)
         if not self.running:
+            self._started[job.id] = (now, [], [])
             return
         table = _table(worker.store)
         errors, workers = self._history(table, job)
+        self._started[job.id] = (now, errors, [*workers, worker.name])
         table.write(
             {
                 **self._base(worker, job, call),
@@ -407,8 +411,9 @@ class Tracker:
         _running.job = None
         now = worker._now()
         table = _table(worker.store)
-        errors, workers = self._history(table, job)
+        started, errors, workers = self._started.pop(job.id, (now, [], []))
         if not self.running:
+            errors, workers = self._history(table, job)
             workers = [*workers, worker.name]
         if error is not None:
             errors = [*errors, error]
@@ -420,7 +425,7 @@ class Tracker:
                 "errors": json.dumps(errors),
                 "attempts": job.attempts + 1,
                 "worker_ids": json.dumps(workers),
-                "started_at": self._started.pop(job.id, now),
+                "started_at": started,
                 "finished_at": None if status == "READY" else now,
                 "expires_at": now + self.retention,
             }
