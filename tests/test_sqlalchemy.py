@@ -1,0 +1,156 @@
+"""tinydj.using(): enqueue through a SQLAlchemy Session/Connection or a DB-API connection.
+
+A job enqueued inside the application's transaction exists if and only if that
+transaction commits; savepoints roll back only their own jobs.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+
+import pytest
+import sample_jobs
+
+sqlalchemy = pytest.importorskip("sqlalchemy")
+
+from sqlalchemy import Integer, String, create_engine, select  # noqa: E402
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column  # noqa: E402
+
+import tinydj  # noqa: E402
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Order(Base):
+    __tablename__ = "sa_orders"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    number: Mapped[str] = mapped_column(String(32))
+
+
+def sqlalchemy_url(url: str) -> str:
+    """The SQLAlchemy URL of a tinydj test database URL."""
+    if url.startswith("postgresql://"):
+        return url.replace("postgresql://", "postgresql+psycopg2://", 1)
+    if url.startswith("mysql://"):
+        return url.replace("mysql://", "mysql+pymysql://", 1)
+    return url
+
+
+@pytest.fixture
+def engine(db_url: str) -> Iterator[sqlalchemy.Engine]:
+    engine = create_engine(sqlalchemy_url(db_url))
+    Base.metadata.drop_all(engine)
+    Base.metadata.create_all(engine)
+    tinydj.configure(db_url)  # the worker's own connection
+    tinydj.create_tables()
+    sample_jobs.reset()
+    yield engine
+    Base.metadata.drop_all(engine)
+    engine.dispose()
+    tinydj.get_config().store.close()
+    tinydj.get_config().database.close()
+
+
+def handlers() -> list[str]:
+    return [j.handler for j in tinydj.list_jobs()]
+
+
+def test_session_commit_keeps_the_job(engine: sqlalchemy.Engine) -> None:
+    with Session(engine) as session, session.begin():
+        session.add(Order(number="A-1"))
+        with tinydj.using(session):
+            job = sample_jobs.record.send_later("A-1")
+            assert tinydj.get_job(job.id) is not None  # visible inside the transaction
+    assert tinydj.Worker().work_off() == (1, 0)
+    assert sample_jobs.calls == [(("A-1",), {})]
+
+
+def test_session_rollback_removes_the_job(engine: sqlalchemy.Engine) -> None:
+    with pytest.raises(RuntimeError), Session(engine) as session, session.begin():
+        session.add(Order(number="B-2"))
+        with tinydj.using(session):
+            sample_jobs.record.send_later("B-2")
+            tinydj.enqueue(sample_jobs.Report("B-2"))
+        raise RuntimeError("the order failed")
+    with Session(engine) as session:
+        assert session.scalars(select(Order)).all() == []
+    assert handlers() == []
+
+
+def test_session_savepoint_rolls_back_only_its_jobs(engine: sqlalchemy.Engine) -> None:
+    with Session(engine) as session, session.begin():
+        with tinydj.using(session):
+            sample_jobs.record.send_later("kept")
+            with pytest.raises(ValueError), session.begin_nested():
+                sample_jobs.record.send_later("dropped")
+                raise ValueError
+            sample_jobs.record.send_later_many([("many-1",), ("many-2",)])
+    assert [("kept" in h, "many" in h) for h in handlers()] == [
+        (True, False),
+        (False, True),
+        (False, True),
+    ]
+
+
+def test_savepoint_first_then_outer_rollback(engine: sqlalchemy.Engine) -> None:
+    # A savepoint taken before any other statement must not commit on release.
+    with pytest.raises(RuntimeError), Session(engine) as session, session.begin():
+        with tinydj.using(session):
+            sample_jobs.record.send_later_many([("a",), ("b",)])
+        raise RuntimeError
+    assert handlers() == []
+
+
+def test_connection_commit_and_rollback(engine: sqlalchemy.Engine) -> None:
+    with engine.connect() as conn:
+        with tinydj.using(conn):
+            sample_jobs.record.send_later("rolled back")
+        conn.rollback()
+        with tinydj.using(conn):
+            sample_jobs.record.send_later("committed")
+        conn.commit()
+    assert ["committed" in h for h in handlers()] == [True]
+
+
+def test_worker_in_this_process_wakes_after_commit(engine: sqlalchemy.Engine) -> None:
+    woken: list[int] = []
+    store = None
+    with Session(engine) as session, session.begin():
+        with tinydj.using(session) as config:
+            store = config.store
+            store.add_listener(lambda: woken.append(1))
+            sample_jobs.record.send_later("x")
+        assert woken == []  # not before the commit
+    assert woken == [1]
+    store.remove_listener(store._listeners[0])
+
+
+def test_using_a_bare_sqlite3_connection(sqlite_url: str) -> None:
+    tinydj.configure(sqlite_url)
+    tinydj.create_tables()
+    conn = sqlite3.connect(sqlite_url.removeprefix("sqlite:///"))
+    try:
+        with tinydj.using(conn):
+            sample_jobs.record.send_later("gone")
+        conn.rollback()
+        with tinydj.using(conn):
+            sample_jobs.record.send_later("kept")
+        conn.commit()
+    finally:
+        conn.close()
+    assert ["kept" in h for h in handlers()] == [True]
+
+
+def test_using_outside_the_block_is_an_error(engine: sqlalchemy.Engine) -> None:
+    with Session(engine) as session, tinydj.using(session) as config:
+        pass
+    with pytest.raises(tinydj.ConfigurationError, match=r"tinydj\.using"):
+        config.store.get(1)
+
+
+def test_using_something_else_is_a_type_error() -> None:
+    with pytest.raises(TypeError, match="int"), tinydj.using(42):
+        pass

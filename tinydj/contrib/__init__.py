@@ -1,0 +1,1 @@
+"""Integrations of tinydj with frameworks (``tinydj.contrib.django``)."""
