@@ -33,6 +33,7 @@ from .errors import DatabaseBusy, HandlerError
 from .job import Job
 from .schedule import Clock, backoff, next_run_after, parse_every, to_naive_utc
 from .signals import on_stop
+from .leases import LeaseKeeper
 from .store import Listener
 from .tasks import recurring_tasks, upsert_recurring
 from .timeouts import MainThreadAlarm, ShutdownInterrupt, complete, run_with_timeout
@@ -166,15 +167,11 @@ class Worker:
         self._cond = threading.Condition()
         self._generation = 0
         self._runners: list[threading.Thread] = []
-        self._lease_stop = threading.Event()
-        self._lease_thread: threading.Thread | None = None
-        self._lease_users = 0
         self._exit_on_complete = False
         self._intervals: dict[str, timedelta] = {}
-        # Ids of the jobs this worker holds: only these leases are renewed, so
-        # a reservation whose reply was lost (dropped connection) expires.
-        self._held: set[int] = set()
-        self._held_lock = threading.Lock()
+        # The jobs this worker holds: only these leases are renewed, so a
+        # reservation whose reply was lost (dropped connection) expires.
+        self.leases = LeaseKeeper(self.store, self.name, self.lock_timeout, now=self._now)
         self._alarm: MainThreadAlarm | None = None
         self._active = 0
         self._active_lock = threading.Lock()
@@ -205,42 +202,6 @@ class Worker:
             self._started = True
 
     # -- leases ------------------------------------------------------------
-
-    def _acquire_lease_thread(self) -> None:
-        with self._start_lock:
-            self._lease_users += 1
-            if self._lease_thread is None:
-                self._lease_stop.clear()
-                self._lease_thread = threading.Thread(
-                    target=self._renew_leases, name=f"tinydj-lease {self.name}", daemon=True
-                )
-                self._lease_thread.start()
-
-    def _release_lease_thread(self) -> None:
-        with self._start_lock:
-            self._lease_users -= 1
-            thread = self._lease_thread if self._lease_users == 0 else None
-            if thread is not None:
-                self._lease_thread = None
-                self._lease_stop.set()
-        if thread is not None:
-            thread.join()
-
-    def _renew_leases(self) -> None:
-        period = self.lock_timeout / 4
-        try:
-            while not self._lease_stop.wait(period):
-                with self._held_lock:
-                    held = sorted(self._held)
-                if not held:
-                    continue
-                try:
-                    self.store.renew(self.name, self._now(), held)
-                except Exception:
-                    log.warning("%s could not renew its leases", self.name, exc_info=True)
-                    self.store.close()  # reconnect next time (the connection may be dead)
-        finally:
-            self.store.close()
 
     # -- one job -----------------------------------------------------------
 
@@ -446,6 +407,7 @@ class Worker:
     def _reserve(self, limit: int, done: Sequence[int]) -> list[Job]:
         now = self._now()
         expired = now - timedelta(seconds=self.lock_timeout)
+        since = self.leases.clock()
         jobs = self.store.reserve(self.name, now, expired, self.queues, limit, done)
         if len(jobs) > 1 and any(j.interruptions for j in jobs):
             # A job whose worker died may be what kills workers: it runs alone,
@@ -453,9 +415,8 @@ class Worker:
             n = next(i for i, j in enumerate(jobs) if j.interruptions) or 1
             self.store.release(self.name, [j.id for j in jobs[n:]])
             jobs = jobs[:n]
-        with self._held_lock:
-            self._held.difference_update(done)
-            self._held.update(j.id for j in jobs)
+        self.leases.drop(done)
+        self.leases.hold((j.id for j in jobs), since=since)
         return jobs
 
     def _record(self, fn: Callable[[], T]) -> T:
@@ -489,8 +450,7 @@ class Worker:
                 pause = min(pause * 2, MAX_ERROR_PAUSE)
 
     def _unhold(self, ids: Iterable[int]) -> None:
-        with self._held_lock:
-            self._held.difference_update(ids)
+        self.leases.drop(ids)
 
     def _finish(self, job: Job, now: datetime, **outcome: Any) -> None:
         if outcome.get("last_error"):
@@ -518,9 +478,13 @@ class Worker:
         """Run reserved jobs in order; return (succeeded, failed, not started)."""
         succeeded = failed = 0
         queue = list(jobs)
+        lost: list[int] = []
         for i, job in enumerate(queue):
             if self._stopping.is_set():
-                return succeeded, failed, [j.id for j in queue[i:]]
+                return succeeded, failed, lost + [j.id for j in queue[i:]]
+            if not self.leases.begin(job.id):
+                lost.append(job.id)  # another worker may have run it: not here
+                continue
             started = time.perf_counter()
             try:
                 try:
@@ -546,7 +510,7 @@ class Worker:
                     job.id,
                     extra={"action": "job_interrupted"},
                 )
-                return succeeded, failed, [j.id for j in queue[i:]]
+                return succeeded, failed, lost + [j.id for j in queue[i:]]
             self._job_seconds += 0.2 * (time.perf_counter() - started - self._job_seconds)
             if ok:
                 succeeded += 1
@@ -554,7 +518,7 @@ class Worker:
                     done.append(job.id)
             else:
                 failed += 1
-        return succeeded, failed, []
+        return succeeded, failed, lost
 
     def work_off(self, num: int = 100) -> tuple[int, int]:
         """Run up to ``num`` due jobs in this thread; return (succeeded, failed).
@@ -565,7 +529,7 @@ class Worker:
         self._prepare()
         succeeded = failed = 0
         done: list[int] = []
-        self._acquire_lease_thread()
+        self.leases.acquire()
         try:
             while succeeded + failed < num and not self._stopping.is_set():
                 jobs = self._reserve(min(self._limit(), num - succeeded - failed), done)
@@ -579,7 +543,7 @@ class Worker:
             try:
                 self._ack(done)
             finally:
-                self._release_lease_thread()
+                self.leases.release()
         return succeeded, failed
 
     def _runner(self) -> None:
@@ -705,7 +669,7 @@ class Worker:
             self._active = 0
             raise
         self.store.add_listener(self.wake)
-        self._acquire_lease_thread()
+        self.leases.acquire()
         self._launched = True
         self._runners = [
             threading.Thread(target=self._runner, name=f"tinydj-worker-{i}", daemon=True)
@@ -762,11 +726,11 @@ class Worker:
         self.store.remove_listener(self.wake)
         launched, self._launched = self._launched, False
         if launched:
-            self._release_lease_thread()
+            self.leases.release()
             try:
                 self._record(lambda: self.store.release(self.name))
             finally:
-                self._unhold(list(self._held))
+                self._unhold(self.leases.held())
                 self.store.close()
             log.info("%s stopped", self.name, extra={"action": "worker_stop"})
         with self._active_lock:
