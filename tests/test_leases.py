@@ -41,7 +41,6 @@ def _lost_ids(message: str) -> set[int]:
     return {int(i) for i in match.group(1).split(", ")}
 
 
-
 class Ticks:
     """A monotonic clock that moves only when told to."""
 

@@ -31,9 +31,9 @@ from . import serialize
 from .config import Config, get_config
 from .errors import DatabaseBusy, HandlerError
 from .job import Job
+from .leases import LeaseKeeper
 from .schedule import Clock, backoff, next_run_after, parse_every, to_naive_utc
 from .signals import on_stop
-from .leases import LeaseKeeper
 from .store import Listener
 from .tasks import recurring_tasks, upsert_recurring
 from .timeouts import MainThreadAlarm, ShutdownInterrupt, complete, run_with_timeout
