@@ -74,6 +74,9 @@ class LeaseKeeper:
         self._users = 0
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
+        #: Housekeeping that must stay off the runner threads: called after
+        #: each renewal round, from the renewal thread (errors are logged).
+        self.chores: list[Callable[[], None]] = []
 
     # -- what the runner threads call ----------------------------------------
 
@@ -212,5 +215,7 @@ class LeaseKeeper:
                 except Exception:
                     log.warning("%s could not renew its leases", self.worker, exc_info=True)
                     self.store.close()  # reconnect next time (the connection may be dead)
+                for chore in self.chores:
+                    chore()
         finally:
             self.store.close()

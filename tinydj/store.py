@@ -684,6 +684,13 @@ class Store:
         rows = self._run(lambda: self._execute(sql, params).fetchall())
         return [Job.from_row(r) for r in rows]
 
+    def recurring_keys(self) -> set[str]:
+        """The keys of the recurring rows (``reoccur_in`` set)."""
+        self.ensure_schema()
+        sql = f'SELECT "key" FROM {TABLE} WHERE reoccur_in IS NOT NULL AND "key" IS NOT NULL'
+        rows = self._run(lambda: self._execute(sql).fetchall())
+        return {str(r[0]) for r in rows}
+
     def counts(self, now: datetime) -> dict[str, int]:
         """How many jobs are ready, scheduled for later, running and failed."""
         self.ensure_schema()
