@@ -12,6 +12,7 @@ from conftest import START
 from proc_helpers import LOG_TAIL, Processes, read_lines, wait_until
 
 import tinydj
+from tinydj.redact import mask
 from tinydj.store import NewJob
 from tinydj.tasks import register_recurring
 from tinydj.testing import FakeClock
@@ -470,7 +471,7 @@ def test_the_start_up_line_says_what_the_worker_does(
     for part in (
         "2 thread(s)",
         "queues mail, a",
-        "database sqlite:///",
+        f"database {mask(config.url or '')}",
         "lock timeout 7 s",
         "recurring jobs: sample_jobs:hourly every 1h",
     ):

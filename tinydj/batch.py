@@ -18,8 +18,6 @@ from datetime import datetime, timedelta
 
 from .completer import Completer
 from .job import Job
-from .leases import LeaseKeeper
-from .store import Store
 from .timeouts import ShutdownInterrupt
 
 __all__ = ["MAX_BATCH", "PREFETCH_BUDGET", "Batches"]
@@ -42,24 +40,20 @@ class Batches:
 
     def __init__(
         self,
-        store: Store,
-        worker: str,
+        completer: Completer,
         *,
         queues: Sequence[str] | None,
-        lock_timeout: float,
         batch_size: int | None,
-        leases: LeaseKeeper,
-        completer: Completer,
         perform: Callable[[Job], bool],
         stopping: threading.Event,
         now: Callable[[], datetime],
     ) -> None:
-        self.store = store
-        self.worker = worker
+        self.leases = leases = completer.leases
+        self.store = leases.store
+        self.worker = leases.worker
+        self.lock_timeout = leases.lock_timeout
         self.queues = queues
-        self.lock_timeout = lock_timeout
         self.batch_size = batch_size
-        self.leases = leases
         self._completer = completer
         self._perform = perform
         self._stopping = stopping

@@ -29,7 +29,6 @@ from .executor import call_hook_guarded
 from .job import Job
 from .leases import LeaseKeeper
 from .outcome import Decision, Kind, Outcome, Policy, Write, decide
-from .store import Store
 from .wakeup import MAX_ERROR_PAUSE
 
 __all__ = ["Completer", "storable"]
@@ -48,28 +47,38 @@ class Completer:
 
     def __init__(
         self,
-        store: Store,
-        worker: str,
         leases: LeaseKeeper,
         stopping: threading.Event,
-        lock_timeout: float,
         *,
         policy: Policy,
         now: Callable[[], datetime],
     ) -> None:
-        self.store = store
-        self.worker = worker
+        self.store = leases.store
+        self.worker = leases.worker
         self.leases = leases
         self._stopping = stopping
-        self.lock_timeout = lock_timeout
+        self.lock_timeout = leases.lock_timeout
         self.policy = policy
         self._now = now
         self._reported: set[int] = set()  # jobs whose failure is logged once per worker
 
     def complete(self, job: Job, outcome: Outcome) -> bool:
         """Decide, log and write what follows ``outcome``; True on success."""
-        now = self._now()
         ok = outcome.kind is Kind.SUCCEEDED
+        if ok and job.reoccur_in is None:
+            # The hot path. ``decide`` says the same (delete the row: the
+            # caller acknowledges it with its next reservation) but needs a
+            # clock reading and a Decision per job, a tenth of a quick job.
+            if log.isEnabledFor(logging.INFO):
+                log.info(
+                    "Job %s (id=%s) COMPLETED after %.4f s",
+                    job.name,
+                    job.id,
+                    outcome.seconds,
+                    extra={"action": "job_success"},
+                )
+            return True
+        now = self._now()
         try:
             decision = decide(job, outcome, now, self.policy)
         except Exception as exc:  # e.g. a recurring row with a bad reoccur_in

@@ -52,12 +52,6 @@ def call_hook_guarded(target: object | None, name: str, job: Job, *args: Any) ->
         log.exception("the %s hook of job %s raised", name, job.id)
 
 
-def _positive_number(value: object) -> float | None:
-    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
-        return float(value)
-    return None
-
-
 class Executor:
     """Runs one loaded job at a time for a worker.
 
@@ -128,9 +122,8 @@ class Executor:
 
     def _timeout_for(self, call: serialize.Call, hooks: object | None) -> float | None:
         for value in (call.timeout, getattr(hooks, "max_run_time", None), self.job_timeout):
-            seconds = _positive_number(value)
-            if seconds is not None:
-                return seconds
+            if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+                return float(value)
         return None
 
     def _failure(

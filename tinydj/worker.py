@@ -69,6 +69,19 @@ def _database(config: Config) -> str:
     return mask(f"{type(config.database).__name__}({config.database.database!r})")
 
 
+def _log_started(worker: Worker, threads: int, recurring: str) -> None:
+    log.info(
+        "%s started: %d thread(s), queues %s; database %s, lock timeout %g s, recurring jobs: %s",
+        worker.name,
+        threads,
+        ", ".join(worker.queues) if worker.queues else "all",
+        _database(worker.config),
+        worker.lock_timeout,
+        recurring,
+        extra={"action": "worker_start"},
+    )
+
+
 class Worker:
     """Runs jobs from the table.
 
@@ -117,42 +130,7 @@ class Worker:
         self._stopping = threading.Event()
         self._start_lock = threading.Lock()
         self._started = False
-        # The jobs this worker holds: only these leases are renewed, so a
-        # reservation whose reply was lost (dropped connection) expires.
-        self.leases = LeaseKeeper(self.store, self.name, self.lock_timeout, now=self._now)
-        self.leases.chores.append(self._chores)
-        self._wakeup = WakeUp(self.store, self.poll_interval, self._stopping)
-        self._policy = Policy(max_attempts=self.config.max_attempts)
-        self._completer = Completer(
-            self.store,
-            self.name,
-            self.leases,
-            self._stopping,
-            self.lock_timeout,
-            policy=self._policy,
-            now=self._now,
-        )
-        self._executor = Executor(
-            self.config,
-            self._policy,
-            now=self._now,
-            job_timeout=self.job_timeout,
-            alarm=lambda: self._alarm,
-        )
-        self._recurring = RecurringRows(self.config, self.name)
-        self._batches = Batches(
-            self.store,
-            self.name,
-            queues=self.queues,
-            lock_timeout=self.lock_timeout,
-            batch_size=self.batch_size,
-            leases=self.leases,
-            completer=self._completer,
-            perform=lambda job: self._perform(job),
-            stopping=self._stopping,
-            now=self._now,
-        )
-        self._pool = Pool(self.name)
+        self._assemble()
         self._exit_on_complete = False
         self._alarm: MainThreadAlarm | None = None
         self._active = 0
@@ -161,6 +139,32 @@ class Worker:
         self._launched = False
         self._crash: BaseException | None = None
         self._listen_quit = threading.Event()
+
+    def _assemble(self) -> None:
+        """Build the parts (see the module's docstring)."""
+        # The jobs this worker holds: only these leases are renewed, so a
+        # reservation whose reply was lost (dropped connection) expires.
+        self.leases = LeaseKeeper(self.store, self.name, self.lock_timeout, now=self._now)
+        self.leases.chores.append(self._chores)
+        self._wakeup = WakeUp(self.store, self.poll_interval, self._stopping)
+        policy = Policy(max_attempts=self.config.max_attempts)
+        self._completer = Completer(self.leases, self._stopping, policy=policy, now=self._now)
+        self._executor = Executor(
+            self.config, policy, now=self._now, job_timeout=self.job_timeout, alarm=self._timer
+        )
+        self._recurring = RecurringRows(self.config, self.name)
+        self._batches = Batches(
+            self._completer,
+            queues=self.queues,
+            batch_size=self.batch_size,
+            perform=lambda job: self._perform(job),
+            stopping=self._stopping,
+            now=self._now,
+        )
+        self._pool = Pool(self.name)
+
+    def _timer(self) -> MainThreadAlarm | None:
+        return self._alarm
 
     def __repr__(self) -> str:
         return f"<tinydj.Worker {self.name!r}>"
@@ -312,17 +316,7 @@ class Worker:
         if listener is not None:
             listen = (self._wakeup.listen, (listener, self._listen_quit, self._finished, self.name))
         self._pool.launch(self._runner, threads, listen)
-        log.info(
-            "%s started: %d thread(s), queues %s; database %s, lock timeout %g s, "
-            "recurring jobs: %s",
-            self.name,
-            max(threads, 1),
-            ", ".join(self.queues) if self.queues else "all",
-            _database(self.config),
-            self.lock_timeout,
-            self._recurring.describe(),
-            extra={"action": "worker_start"},
-        )
+        _log_started(self, max(threads, 1), self._recurring.describe())
 
     def stop(self, timeout: float | None = None) -> None:
         """Stop taking jobs, let running ones finish, release what is left.
