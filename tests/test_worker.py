@@ -302,7 +302,7 @@ def test_stop_releases_locks_of_unstarted_jobs(config: tinydj.Config, clock: Fak
     worker = tinydj.Worker(config=config, batch_size=3)
     worker._stopping.set()  # as if stop() came during a batch
     batches = worker._batches
-    assert batches.run(batches.reserve(3, []), []) == (0, 0, [j.id for j in tinydj.list_jobs()])
+    assert batches.run(batches.reserve(3)) == (0, 0, [j.id for j in tinydj.list_jobs()])
 
 
 def test_worker_validates_its_options(config: tinydj.Config) -> None:

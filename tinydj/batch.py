@@ -62,7 +62,17 @@ class Batches:
         # Running average of a job's duration, for the adaptive batch size.
         self.job_seconds = 0.01
 
-    def reserve(self, limit: int, done: Sequence[int]) -> list[Job]:
+    def reserve(self, limit: int) -> list[Job]:
+        """Reserve up to ``limit`` due jobs; delete the rows of the jobs this
+        thread finished in the same transaction."""
+        done = self.leases.take_done()
+        try:
+            return self._reserve(limit, done)
+        except BaseException:
+            self.leases.give_back(done)
+            raise
+
+    def _reserve(self, limit: int, done: list[int]) -> list[Job]:
         now = self._now()
         expired = now - timedelta(seconds=self.lock_timeout)
         since = self.leases.clock()
@@ -92,7 +102,7 @@ class Batches:
             self._completer.broken(job, exc)
             return False
 
-    def run(self, jobs: Iterable[Job], done: list[int]) -> tuple[int, int, list[int]]:
+    def run(self, jobs: Iterable[Job]) -> tuple[int, int, list[int]]:
         """Run reserved jobs in order; return (succeeded, failed, not started)."""
         succeeded = failed = 0
         queue = list(jobs)
@@ -122,7 +132,7 @@ class Batches:
             if ok:
                 succeeded += 1
                 if not job.recurring:
-                    done.append(job.id)
+                    self.leases.finished(job.id)
             else:
                 failed += 1
         return succeeded, failed, lost

@@ -71,6 +71,10 @@ class LeaseKeeper:
         self._confirmed: dict[int, float] = {}
         self._started: set[int] = set()
         self._lost: set[int] = set()
+        # runner thread -> ids it finished, to be deleted (acknowledged) with
+        # its next reservation; and since when the oldest has waited.
+        self._done: dict[int, list[int]] = {}
+        self._done_since: dict[int, float] = {}
         self._users = 0
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -107,6 +111,45 @@ class LeaseKeeper:
             newly_lost = self._mark_stale()
         self._report(newly_lost, "not renewed for longer than the lock timeout")
         return False
+
+    def finished(self, job_id: int) -> None:
+        """The calling thread finished ``job_id``: its row awaits deletion."""
+        me = threading.get_ident()
+        with self._lock:
+            done = self._done.get(me)
+            if done is None:
+                done = self._done[me] = []
+                self._done_since[me] = self._monotonic()
+            done.append(job_id)
+
+    def take_done(self) -> list[int]:
+        """The ids the calling thread finished, to acknowledge now."""
+        me = threading.get_ident()
+        with self._lock:
+            self._done_since.pop(me, None)
+            return self._done.pop(me, [])
+
+    def give_back(self, ids: list[int]) -> None:
+        """``ids`` taken with ``take_done`` could not be acknowledged."""
+        if not ids:
+            return
+        me = threading.get_ident()
+        with self._lock:
+            self._done_since.setdefault(me, self._monotonic())
+            self._done[me] = ids + self._done.get(me, [])
+
+    def take_waiting(self, older_than: float) -> list[int]:
+        """Finished ids of any thread that have waited ``older_than`` seconds
+        (a thread busy with a long job must not keep them: if its worker
+        died, they would run again)."""
+        now = self._monotonic()
+        taken: list[int] = []
+        with self._lock:
+            for thread, since in list(self._done_since.items()):
+                if now - since >= older_than:
+                    del self._done_since[thread]
+                    taken += self._done.pop(thread, [])
+        return taken
 
     def drop(self, ids: Iterable[int]) -> None:
         """The worker no longer holds ``ids`` (finished, released)."""

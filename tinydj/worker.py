@@ -59,6 +59,11 @@ log = logging.getLogger(__name__)
 #: Upper bound of ``lock_timeout`` and ``poll_interval`` (a year).
 MAX_SECONDS = options.MAX_SECONDS
 
+#: Finished jobs wait at most about this long (seconds), plus one renewal
+#: period, to be deleted: a thread that goes on with a long job must not hold
+#: them (were its worker to die, they would run again).
+FLUSH_AFTER = 0.05
+
 _ids = itertools.count(1)
 
 
@@ -187,11 +192,21 @@ class Worker:
             self._started = True
 
     def _chores(self) -> None:
-        """Housekeeping off the runner threads: restore deleted ``@every`` rows."""
+        """Housekeeping off the runner threads: acknowledge finished jobs that
+        a busy thread holds, restore deleted ``@every`` rows."""
+        self._flush(FLUSH_AFTER)
         try:
             self._recurring.check(self._now())
         except Exception:
             log.warning("%s could not check its recurring rows", self.name, exc_info=True)
+
+    def _flush(self, older_than: float) -> None:
+        done = self.leases.take_waiting(older_than)
+        try:
+            self._completer.ack(done)
+        except Exception:
+            self.leases.give_back(done)  # taken again at the next tick
+            log.warning("%s could not acknowledge finished jobs", self.name, exc_info=True)
 
     # -- one job -----------------------------------------------------------
 
@@ -212,22 +227,18 @@ class Worker:
         self._prepare()
         self._chores()
         succeeded = failed = 0
-        done: list[int] = []
         self.leases.acquire()
         try:
             while succeeded + failed < num and not self._stopping.is_set():
-                jobs = self._batches.reserve(
-                    min(self._batches.limit(), num - succeeded - failed), done
-                )
-                done = []
+                jobs = self._batches.reserve(min(self._batches.limit(), num - succeeded - failed))
                 if not jobs:
                     break
-                ok, bad, unstarted = self._batches.run(jobs, done)
+                ok, bad, unstarted = self._batches.run(jobs)
                 succeeded, failed = succeeded + ok, failed + bad
                 self._completer.release(unstarted)
         finally:
             try:
-                self._completer.ack(done)
+                self._completer.ack(self.leases.take_done())
             finally:
                 self.leases.release()
         return succeeded, failed
@@ -247,15 +258,13 @@ class Worker:
                     self._finished.set()
 
     def _run_loop(self) -> None:
-        done: list[int] = []
         pause = 0.0
         idle = False
         try:
             while not self._stopping.is_set():
                 try:
-                    reserve = functools.partial(self._batches.reserve, self._batches.limit(), done)
+                    reserve = functools.partial(self._batches.reserve, self._batches.limit())
                     jobs, ticket = self._wakeup.look(reserve, watch=idle)
-                    done = []
                     pause = 0.0
                     if not jobs:
                         if self._exit_on_complete:
@@ -265,7 +274,7 @@ class Worker:
                         idle = True
                         continue
                     idle = False
-                    _, _, unstarted = self._batches.run(jobs, done)
+                    _, _, unstarted = self._batches.run(jobs)
                     self._completer.release(unstarted)
                 except (peewee.DatabaseError, peewee.InterfaceError, DatabaseBusy, OSError):
                     # The database went away: wait, reconnect, go on. Any other
@@ -275,6 +284,7 @@ class Worker:
                     self._stopping.wait(pause)
                     self.store.close()
         finally:
+            done = self.leases.take_done()
             try:
                 self._completer.ack(done)
             except Exception:
@@ -333,6 +343,7 @@ class Worker:
         self.store.remove_listener(self.wake)
         launched, self._launched = self._launched, False
         if launched:
+            self._flush(0.0)
             self.leases.release()
             try:
                 self._completer.release(None)
