@@ -73,12 +73,36 @@ def test_a_lease_older_than_the_lock_timeout_is_lost_and_logged_once(
     keeper.hold(ids, since=ticks())
     assert keeper.begin(ids[0]), "a fresh lease is held"
     ticks.now += 60  # frozen for 6 x lock_timeout: nothing renewed meanwhile
+    _taken_over(config, ids[1:])
     with caplog.at_level(logging.WARNING, logger="tinydj"):
         assert not keeper.begin(ids[1])
         assert not keeper.begin(ids[2])
     warnings = [r for r in caplog.records if "lost the leases" in r.getMessage()]
     assert len(warnings) == 1, [r.getMessage() for r in caplog.records]
     assert _lost_ids(warnings[0].getMessage()) == {ids[1], ids[2]}
+
+
+def _taken_over(config: tinydj.Config, ids: list[int]) -> None:
+    """Another worker takes ``ids`` over (their leases expired by its clock)."""
+    config.store.release("w1", ids)
+    now = config.clock()
+    config.store.reserve("w2", now, now, None, len(ids))
+    assert {j.id for j in config.store.select() if j.locked_by == "w2"} == set(ids)
+
+
+def test_a_stale_lease_that_is_still_held_is_renewed_not_dropped(
+    config: tinydj.Config, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A slow database (a reservation that took most of the lock timeout) is
+    not a lost lease: the keeper renews it before the job starts."""
+    ticks = Ticks()
+    keeper = _keeper(config, ticks)
+    ids = _reserve(config, 2)
+    keeper.hold(ids, since=ticks())
+    ticks.now += 9.5  # older than LOST_AFTER x lock_timeout
+    with caplog.at_level(logging.WARNING, logger="tinydj"):
+        assert keeper.begin(ids[0]) and keeper.begin(ids[1])
+    assert not [r for r in caplog.records if "lost the leases" in r.getMessage()]
 
 
 def test_a_renewal_keeps_the_leases_fresh(config: tinydj.Config) -> None:
@@ -99,11 +123,7 @@ def test_a_renewal_that_touches_fewer_rows_finds_the_lost_ones(
     keeper = _keeper(config, ticks)
     ids = _reserve(config, 3)
     keeper.hold(ids, since=ticks())
-    # Another worker took ids[1] over (its lease had expired by its clock).
-    now = config.clock()
-    config.store.release("w1", [ids[1]])
-    config.store.reserve("w2", now, now, None, 1)
-    assert tinydj.get_job(ids[1]).locked_by == "w2"  # type: ignore[union-attr]
+    _taken_over(config, [ids[1]])
     with caplog.at_level(logging.WARNING, logger="tinydj"):
         keeper.renew()
     assert keeper.begin(ids[0]) and keeper.begin(ids[2])
@@ -121,6 +141,7 @@ def test_a_job_that_started_is_not_reported_lost(
     keeper.hold(ids, since=ticks())
     assert keeper.begin(ids[0])
     ticks.now += 60
+    _taken_over(config, ids)
     with caplog.at_level(logging.WARNING, logger="tinydj"):
         assert not keeper.begin(ids[1])
     (message,) = [r.getMessage() for r in caplog.records if "lost the leases" in r.getMessage()]
@@ -226,8 +247,10 @@ def test_a_frozen_worker_does_not_run_the_jobs_it_lost(
     )
     assert len(twice) <= threads, twice
     lost = [line for line in procs.output("A").splitlines() if "lost the leases" in line]
-    assert len(lost) == 1, procs.output("A", LOG_TAIL)
-    started_before = {i for batch in batches for i in batch[1:]} - _lost_ids(lost[0])
-    assert len(started_before) + len(_lost_ids(lost[0])) == len(tokens), lost[0]
+    # One warning names the jobs (two checks running at once may split it:
+    # at most one per thread).
+    assert 1 <= len(lost) <= threads, procs.output("A", LOG_TAIL)
+    dropped = set().union(*(_lost_ids(line) for line in lost))
+    assert dropped <= {i for batch in batches for i in batch[1:]}, lost
     if threads == 1:
-        assert _lost_ids(lost[0]) == set(batches[0][1:]), lost[0]
+        assert dropped == set(batches[0][1:]), lost[0]

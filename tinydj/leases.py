@@ -11,7 +11,9 @@ long pause holding the GIL) comes back believing it still holds the jobs it
 had reserved but not started. ``LeaseKeeper`` knows better, in two ways:
 
 - by its own monotonic clock: a lease not confirmed (by the reservation or a
-  renewal) for ``LOST_AFTER * lock_timeout`` seconds may have been taken over;
+  renewal) for ``LOST_AFTER * lock_timeout`` seconds may have been taken
+  over; before such a job starts, the keeper renews every such lease at once
+  (a slow database is not a lost lease);
 - by the renewal itself: an UPDATE that touches fewer rows than the worker
   holds means some were taken over (or finished meanwhile); the keeper looks
   up which.
@@ -67,6 +69,7 @@ class LeaseKeeper:
         self._monotonic = monotonic
         self._limit = LOST_AFTER * lock_timeout
         self._lock = threading.Lock()
+        self._checking = threading.Lock()  # one renewal or check at a time
         # id -> monotonic time of the last confirmation (reservation or renewal)
         self._confirmed: dict[int, float] = {}
         self._started: set[int] = set()
@@ -100,7 +103,6 @@ class LeaseKeeper:
     def begin(self, job_id: int) -> bool:
         """True if the job may start now (its lease is held); False if it is
         lost (the caller must not run it, and should release it)."""
-        newly_lost: list[int] = []
         with self._lock:
             confirmed = self._confirmed.get(job_id)
             if confirmed is None or job_id in self._lost:
@@ -108,9 +110,19 @@ class LeaseKeeper:
             if self._monotonic() - confirmed <= self._limit:
                 self._started.add(job_id)
                 return True
-            newly_lost = self._mark_stale()
-        self._report(newly_lost, "not renewed for longer than the lock timeout")
-        return False
+        # Not confirmed for too long (the worker was frozen, or the database
+        # slow): renew every such lease now, which also tells which are lost.
+        # One check at a time, each on what is still unchecked: one warning
+        # names all the jobs a pause cost.
+        with self._checking:
+            with self._lock:
+                stale = self._stale()
+            self._verify(stale)
+        with self._lock:
+            if job_id in self._lost or job_id not in self._confirmed:
+                return False
+            self._started.add(job_id)
+            return True
 
     def finished(self, job_id: int) -> None:
         """The calling thread finished ``job_id``: its row awaits deletion."""
@@ -168,10 +180,14 @@ class LeaseKeeper:
 
     def renew(self) -> None:
         """One renewal round: refresh every held lease, find the lost ones."""
-        with self._lock:
-            stale = self._mark_stale()
-            snapshot = dict(self._confirmed)
-        self._report(stale, "not renewed for longer than the lock timeout")
+        with self._checking:
+            with self._lock:
+                snapshot = dict(self._confirmed)
+            self._verify(snapshot)
+
+    def _verify(self, snapshot: dict[int, float]) -> None:
+        """Renew the leases of ``snapshot`` (id -> confirmation when taken);
+        confirm those still held, mark the others (not started) lost."""
         if not snapshot:
             return
         sent = self._monotonic()
@@ -188,7 +204,7 @@ class LeaseKeeper:
                 elif job_id not in self._started and job_id not in self._lost:
                     self._lost.add(job_id)
                     newly_lost.append(job_id)
-        self._report(newly_lost, "another worker holds them now")
+        self._report(newly_lost)
 
     def _still_held(self, ids: Iterable[int]) -> set[int]:
         """Which of ``ids`` this worker still holds (after a short renewal)."""
@@ -199,28 +215,26 @@ class LeaseKeeper:
                 held.add(job_id)
         return held
 
-    def _mark_stale(self) -> list[int]:
-        """Mark reserved, not started jobs whose lease is too old (lock held)."""
+    def _stale(self) -> dict[int, float]:
+        """Reserved, not started jobs whose lease is too old (lock held)."""
         now = self._monotonic()
-        stale = [
-            job_id
+        return {
+            job_id: confirmed
             for job_id, confirmed in self._confirmed.items()
             if now - confirmed > self._limit
             and job_id not in self._started
             and job_id not in self._lost
-        ]
-        self._lost.update(stale)
-        return sorted(stale)
+        }
 
-    def _report(self, ids: list[int], why: str) -> None:
+    def _report(self, ids: list[int]) -> None:
         if ids:
             log.warning(
-                "%s lost the leases of %d reserved job(s) (%s): %s, and another worker "
-                "may have run them; they are dropped without running here",
+                "%s lost the leases of %d reserved job(s) (%s): another worker took them "
+                "over (this worker was paused or cut off for longer than the lock timeout) "
+                "and may have run them; they are dropped without running here",
                 self.worker,
                 len(ids),
-                ", ".join(map(str, ids)),
-                why,
+                ", ".join(map(str, sorted(ids))),
                 extra={"action": "lease_lost"},
             )
 
