@@ -1,12 +1,18 @@
 from __future__ import annotations
 
+import logging
+import signal
 from datetime import timedelta
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import sample_jobs
 from conftest import START
+from proc_helpers import LOG_TAIL, Processes, read_lines, wait_until
 
 import tinydj
+from tinydj.redact import mask
 from tinydj.store import NewJob
 from tinydj.tasks import register_recurring
 from tinydj.testing import FakeClock
@@ -295,7 +301,8 @@ def test_stop_releases_locks_of_unstarted_jobs(config: tinydj.Config, clock: Fak
         sample_jobs.record.send_later(i)
     worker = tinydj.Worker(config=config, batch_size=3)
     worker._stopping.set()  # as if stop() came during a batch
-    assert worker._work(worker._reserve(3, []), []) == (0, 0, [j.id for j in tinydj.list_jobs()])
+    batches = worker._batches
+    assert batches.run(batches.reserve(3)) == (0, 0, [j.id for j in tinydj.list_jobs()])
 
 
 def test_worker_validates_its_options(config: tinydj.Config) -> None:
@@ -374,3 +381,152 @@ def test_allowed_modules_fail_jobs_from_elsewhere(db_url: str, clock: FakeClock)
     with pytest.raises(TypeError):
         tinydj.configure(db_url, allowed_modules=[3])
     config.store.close()
+
+
+# -- what the worker tells its operator (issue 9) ----------------------------------
+
+
+def test_sys_exit_in_a_job_is_recorded_with_its_exit_code(
+    config: tinydj.Config, worker: tinydj.Worker
+) -> None:
+    job = sample_jobs.exits.send_later(3)
+    assert worker.work_off() == (0, 1)
+    row = tinydj.get_job(job.id)
+    assert row is not None and (row.last_error or "").startswith("SystemExit: exit code 3\n")
+
+
+def _gone_recurring_row(config: tinydj.Config, clock: FakeClock) -> tinydj.Job:
+    """A recurring row whose function was renamed away since it was written."""
+    handler = "tinydj: 1\nfunction: sample_jobs:renamed_away\n"
+    new = NewJob(handler, "default", 0, clock(), key="sample_jobs:renamed_away", reoccur_in="1h")
+    return config.store.upsert(new, clock(), clock())
+
+
+def test_a_recurring_row_whose_function_is_gone_is_logged_once_per_worker(
+    config: tinydj.Config, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    row = _gone_recurring_row(config, clock)
+    worker = tinydj.Worker(config=config)
+    with caplog.at_level(logging.INFO, logger="tinydj"):
+        for _ in range(3):  # three periods
+            assert worker.work_off() == (0, 1)
+            clock.advance(3600)
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1, [r.getMessage() for r in errors]
+    assert f"tinydj delete {row.id}" in errors[0].getMessage()
+    again = tinydj.get_job(row.id)
+    assert again is not None and not again.failed and again.attempts == 3
+
+
+def test_a_deleted_every_row_is_restored_at_its_next_period_boundary(
+    config: tinydj.Config, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    register_recurring(sample_jobs.hourly)
+    worker = tinydj.Worker(config=config)
+    assert worker.work_off() == (1, 0)
+    assert tinydj.clear() == 1  # tinydj clear
+    clock.advance(30)
+    assert worker.work_off() == (0, 0)
+    assert tinydj.list_jobs() == [], "checked at most once a minute"
+    clock.advance(31)
+    with caplog.at_level(logging.WARNING, logger="tinydj"):
+        assert worker.work_off() == (0, 0), "restored for its next period, not due at once"
+    row = only_job()
+    assert row.key == "sample_jobs:hourly" and row.run_at == START + timedelta(hours=1)
+    assert any("restored" in r.getMessage() for r in caplog.records)
+    clock.set(START + timedelta(hours=1))
+    assert worker.work_off() == (1, 0)
+    assert sample_jobs.calls == ["hourly", "hourly"]
+
+
+def test_a_live_worker_restores_a_cleared_every_row(
+    config: tinydj.Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tinydj import recurring
+
+    monkeypatch.setattr(recurring, "CHECK_EVERY", 0.0)  # every renewal tick
+    register_recurring(sample_jobs.hourly)
+    worker = tinydj.Worker(config=config, lock_timeout=0.4, poll_interval=0.05)
+    worker.start()
+    try:
+        wait_until(lambda: "hourly" in sample_jobs.calls, 10, "the first run")
+        wait_until(lambda: not only_job().locked, 10, "the row to be rescheduled")
+        tinydj.clear()
+        restored = wait_until(lambda: tinydj.list_jobs(), 10, "the row to be restored")
+    finally:
+        worker.stop()
+    assert [r.key for r in restored] == ["sample_jobs:hourly"]
+    assert restored[0].run_at == START + timedelta(hours=1)
+
+
+def test_the_start_up_line_says_what_the_worker_does(
+    config: tinydj.Config, caplog: pytest.LogCaptureFixture
+) -> None:
+    register_recurring(sample_jobs.hourly)
+    worker = tinydj.Worker(config=config, queues=["mail", "a"], threads=2, lock_timeout=7)
+    with caplog.at_level(logging.INFO, logger="tinydj"):
+        worker.start()
+        worker.stop()
+    (line,) = [r.getMessage() for r in caplog.records if " started: " in r.getMessage()]
+    for part in (
+        "2 thread(s)",
+        "queues mail, a",
+        f"database {mask(config.url or '')}",
+        "lock timeout 7 s",
+        "recurring jobs: sample_jobs:hourly every 1h",
+    ):
+        assert part in line, line
+
+
+def test_the_database_in_the_start_up_line_has_no_password() -> None:
+    from tinydj.worker import _database
+
+    shown = _database(SimpleNamespace(url="mysql://root:s3cret@db/app"))  # type: ignore[arg-type]
+    assert shown == "mysql://root:***@db/app"
+
+
+def test_a_worker_without_every_jobs_hints_at_app_when_recurring_rows_exist(
+    config: tinydj.Config, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    _gone_recurring_row(config, clock)
+    with caplog.at_level(logging.INFO, logger="tinydj"):
+        tinydj.Worker(config=config).work_off(0)
+    hints = [r.getMessage() for r in caplog.records if "--app" in r.getMessage()]
+    assert len(hints) == 1 and "sample_jobs:renamed_away" in hints[0], hints
+
+
+def test_no_app_hint_without_recurring_rows(
+    config: tinydj.Config, caplog: pytest.LogCaptureFixture
+) -> None:
+    sample_jobs.record.send_later(1)
+    with caplog.at_level(logging.INFO, logger="tinydj"):
+        tinydj.Worker(config=config).work_off()
+    assert not [r for r in caplog.records if "--app" in r.getMessage()]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(60)
+def test_the_first_ctrl_c_says_at_once_what_the_worker_waits_for(
+    sqlite_url: str, procs: Processes, tmp_path: Path
+) -> None:
+    cfg = tinydj.configure(sqlite_url)
+    out, marker = tmp_path / "ran.txt", tmp_path / "go"
+    sample_jobs.wait_for_file.send_later(str(out), str(marker))
+    proc = procs.work("w", sqlite_url, "--poll-interval", "0.05")
+    try:
+        wait_until(lambda: read_lines(out) == ["start"], 30, "the job to start")
+        proc.send_signal(signal.SIGINT)
+        expected = "stopping: waiting for 1 running job(s); Ctrl-C again to exit now"
+        wait_until(
+            lambda: expected in procs.output("w"),
+            10,
+            "the stop message while the job still runs",
+            details=lambda: procs.output("w", LOG_TAIL),
+        )
+        assert read_lines(out) == ["start"], "said before the job ended"
+        marker.touch()
+        procs.assert_exit("w", 0, timeout=30)
+    finally:
+        cfg.store.close()
+    assert read_lines(out) == ["start", "done"]
+    assert tinydj.list_jobs() == []

@@ -341,6 +341,13 @@ class Store:
         found = self._run(lambda: self._execute(sql, params).fetchall())
         return [rows.read_lenient(r) for r in found]
 
+    def recurring_keys(self) -> set[str]:
+        """The keys of the recurring rows (``reoccur_in`` set)."""
+        self.ensure_schema()
+        sql = f'SELECT "key" FROM {TABLE} WHERE reoccur_in IS NOT NULL AND "key" IS NOT NULL'
+        rows = self._run(lambda: self._execute(sql).fetchall())
+        return {str(r[0]) for r in rows}
+
     def counts(self, now: datetime) -> dict[str, int]:
         """How many jobs are ready, scheduled for later, running and failed."""
         self.ensure_schema()

@@ -1,0 +1,138 @@
+"""Batches: reserve due jobs in one statement, run them in order.
+
+A thread reserves several quick jobs at once (one commit per batch instead
+of one per job): by default as many as make about ``PREFETCH_BUDGET`` seconds
+of work after the first, judged by a running average of a job's duration
+(one at a time for slow jobs, up to ``MAX_BATCH`` for quick ones). Before
+each job starts the lease keeper is asked whether the worker still holds it:
+a job whose lease was lost (the worker was frozen) is not run.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime, timedelta
+
+from .completer import Completer
+from .job import Job
+from .timeouts import ShutdownInterrupt
+
+__all__ = ["MAX_BATCH", "PREFETCH_BUDGET", "Batches"]
+
+log = logging.getLogger("tinydj.worker")
+
+#: Most jobs one thread reserves in one statement (adaptive batch size).
+MAX_BATCH = 128
+#: The adaptive batch holds about this much (seconds) of work beyond the job
+#: that runs first: jobs reserved but not started wait at most about this long.
+PREFETCH_BUDGET = 0.005
+
+
+class Batches:
+    """Reserves and runs the batches of one worker (any number of threads).
+
+    ``perform(job) -> bool`` runs one job and records its outcome;
+    ``in_flight`` maps each runner thread to the id of the job it runs.
+    """
+
+    def __init__(
+        self,
+        completer: Completer,
+        *,
+        queues: Sequence[str] | None,
+        batch_size: int | None,
+        perform: Callable[[Job], bool],
+        stopping: threading.Event,
+        now: Callable[[], datetime],
+    ) -> None:
+        self.leases = leases = completer.leases
+        self.store = leases.store
+        self.worker = leases.worker
+        self.lock_timeout = leases.lock_timeout
+        self.queues = queues
+        self.batch_size = batch_size
+        self._completer = completer
+        self._perform = perform
+        self._stopping = stopping
+        self._now = now
+        self.in_flight: dict[int, int] = {}
+        # Running average of a job's duration, for the adaptive batch size.
+        self.job_seconds = 0.01
+
+    def reserve(self, limit: int) -> list[Job]:
+        """Reserve up to ``limit`` due jobs; delete the rows of the jobs this
+        thread finished in the same transaction."""
+        done = self.leases.take_done()
+        try:
+            return self._reserve(limit, done)
+        except BaseException:
+            self.leases.give_back(done)
+            raise
+
+    def _reserve(self, limit: int, done: list[int]) -> list[Job]:
+        now = self._now()
+        expired = now - timedelta(seconds=self.lock_timeout)
+        since = self.leases.clock()
+        jobs = self.store.reserve(self.worker, now, expired, self.queues, limit, done)
+        if len(jobs) > 1 and any(j.interruptions for j in jobs):
+            # A job whose worker died may be what kills workers: it runs alone,
+            # so that the jobs reserved with it are not interrupted with it.
+            n = next(i for i, j in enumerate(jobs) if j.interruptions) or 1
+            self.store.release(self.worker, [j.id for j in jobs[n:]])
+            jobs = jobs[:n]
+        self.leases.drop(done)
+        self.leases.hold((j.id for j in jobs), since=since)
+        return jobs
+
+    def limit(self) -> int:
+        """How many jobs to reserve next (see ``batch_size``)."""
+        if self.batch_size is not None:
+            return self.batch_size
+        return max(1, min(MAX_BATCH, 1 + int(PREFETCH_BUDGET / max(self.job_seconds, 1e-6))))
+
+    def _run_one(self, job: Job) -> bool:
+        try:
+            return self._perform(job)
+        except (ShutdownInterrupt, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            self._completer.broken(job, exc)
+            return False
+
+    def run(self, jobs: Iterable[Job]) -> tuple[int, int, list[int]]:
+        """Run reserved jobs in order; return (succeeded, failed, not started)."""
+        succeeded = failed = 0
+        queue = list(jobs)
+        lost: list[int] = []
+        me = threading.get_ident()
+        for i, job in enumerate(queue):
+            if self._stopping.is_set():
+                return succeeded, failed, lost + [j.id for j in queue[i:]]
+            if not self.leases.begin(job.id):
+                lost.append(job.id)  # another worker may have run it: not here
+                continue
+            started = time.perf_counter()
+            self.in_flight[me] = job.id
+            try:
+                ok = self._run_one(job)
+            except ShutdownInterrupt:
+                log.warning(
+                    "Job %s (id=%s) INTERRUPTED by the shutdown deadline; it will run again",
+                    job.name,
+                    job.id,
+                    extra={"action": "job_interrupted"},
+                )
+                return succeeded, failed, lost + [j.id for j in queue[i:]]
+            finally:
+                self.in_flight.pop(me, None)
+            self.job_seconds += 0.2 * (time.perf_counter() - started - self.job_seconds)
+            if ok:
+                succeeded += 1
+                if not job.recurring:
+                    self.leases.finished(job.id)
+            else:
+                failed += 1
+        return succeeded, failed, lost

@@ -1,0 +1,149 @@
+"""Running one reserved job: load its handler, call its hooks, keep its
+deadline, and report an ``Outcome`` (nothing is written here).
+
+Delayed::Job's hooks apply to object jobs (``perform()``): ``before``,
+``success`` / ``error``, ``after``, and ``failure`` when it fails for good
+(that one runs after the decision, see ``call_hook_guarded``). A hook that
+raises after the work is done is logged; it does not make the job run again.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from . import serialize
+from .config import Config
+from .errors import HandlerError
+from .job import Job
+from .outcome import Outcome, Policy
+from .schedule import to_naive_utc
+from .timeouts import MainThreadAlarm, complete, run_with_timeout
+
+__all__ = ["Executor", "call_hook", "call_hook_guarded"]
+
+log = logging.getLogger("tinydj.worker")
+
+
+def call_hook(target: object | None, name: str, *args: Any) -> None:
+    """Call an optional Delayed::Job hook, passing as many args as it takes."""
+    hook = getattr(target, name, None) if target is not None else None
+    if not callable(hook):
+        return
+    try:
+        params = inspect.signature(hook).parameters.values()
+        positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        if not any(p.kind == p.VAR_POSITIONAL for p in params):
+            args = args[: len(positional)]
+    except (TypeError, ValueError):
+        pass
+    hook(*args)
+
+
+def call_hook_guarded(target: object | None, name: str, job: Job, *args: Any) -> None:
+    """``call_hook``, logging what it raises instead of raising it."""
+    try:
+        call_hook(target, name, job, *args)
+    except Exception:
+        log.exception("the %s hook of job %s raised", name, job.id)
+
+
+class Executor:
+    """Runs one loaded job at a time for a worker.
+
+    ``now``: the worker's clock (for ``reschedule_at``); ``alarm``: returns the
+    main thread's timer when jobs run there (a deadline can then stop them).
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        policy: Policy,
+        *,
+        now: Callable[[], datetime],
+        job_timeout: float | None = None,
+        alarm: Callable[[], MainThreadAlarm | None] = lambda: None,
+    ) -> None:
+        self.config = config
+        self.policy = policy
+        self.job_timeout = job_timeout
+        self._now = now
+        self._alarm = alarm
+
+    def run(self, job: Job) -> Outcome:
+        """Run ``job``; ``ShutdownInterrupt`` and ``KeyboardInterrupt`` pass through."""
+        started = time.perf_counter()
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("Job %s (id=%s) RUNNING", job.name, job.id, extra={"action": "start_job"})
+        if job.interruptions >= self.policy.max_interruptions:
+            return Outcome.gave_up(job.interruptions)
+        try:
+            call = serialize.load(
+                job.handler,
+                allow_pickle=self.config.allow_pickle,
+                allowed_modules=self.config.allowed_modules,
+            )
+        except HandlerError as exc:
+            return Outcome.unloadable(exc, job.handler)
+        except Exception as exc:  # a loader bug must not leave the job held
+            return Outcome.unloadable(HandlerError(f"{type(exc).__name__}: {exc}"), job.handler)
+        # Delayed::Job hooks apply to the object of an object job.
+        hooks = call.target if getattr(call.fn, "__name__", None) == "perform" else None
+        try:
+            if hooks is not None:
+                call_hook(hooks, "before", job)
+            self._call(call, hooks)
+        except (Exception, SystemExit) as exc:  # sys.exit() in a job fails it
+            if hooks is not None:
+                call_hook_guarded(hooks, "error", job, exc)
+                call_hook_guarded(hooks, "after", job)
+            return self._failure(job, call, hooks, exc, time.perf_counter() - started)
+        if hooks is not None:
+            call_hook_guarded(hooks, "success", job)
+            call_hook_guarded(hooks, "after", job)
+        return Outcome.success(time.perf_counter() - started)
+
+    def _call(self, call: serialize.Call, hooks: object | None) -> None:
+        timeout = self._timeout_for(call, hooks)
+        alarm = self._alarm()
+        if timeout is None and alarm is None:
+            complete(call.fn(*call.args, **call.kwargs))  # the common case: no deadline
+            return
+        run_with_timeout(
+            lambda: call.fn(*call.args, **call.kwargs),
+            timeout,
+            alarm,
+            is_async=inspect.iscoroutinefunction(getattr(call.fn, "fn", call.fn)),
+        )
+
+    def _timeout_for(self, call: serialize.Call, hooks: object | None) -> float | None:
+        for value in (call.timeout, getattr(hooks, "max_run_time", None), self.job_timeout):
+            if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+                return float(value)
+        return None
+
+    def _failure(
+        self, job: Job, call: serialize.Call, hooks: object | None, exc: BaseException, took: float
+    ) -> Outcome:
+        limit = call.max_attempts or getattr(hooks, "max_attempts", None)
+        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+            limit = self.policy.max_attempts
+        retry_at = None
+        if not job.recurring and job.attempts + 1 < limit:
+            retry_at = self._reschedule_at(job, hooks)
+        return Outcome.failure(exc, took, max_attempts=limit, retry_at=retry_at, hooks=hooks)
+
+    def _reschedule_at(self, job: Job, hooks: object | None) -> datetime | None:
+        """The retry time a ``reschedule_at(now, attempts)`` hook asks for."""
+        reschedule_at = getattr(hooks, "reschedule_at", None)
+        if not callable(reschedule_at):
+            return None
+        try:
+            return to_naive_utc(reschedule_at(self._now(), job.attempts + 1))
+        except Exception:
+            log.exception("reschedule_at of job %s raised; using the default delay", job.id)
+            return None
