@@ -189,8 +189,8 @@ def _check_schema(store: Store) -> None:
     created will be committed (and on Postgres recreating the NOTIFY trigger
     locks the table). A catalog query is harmless inside any transaction.
     """
-    if not getattr(store, "_schema_ready", True) and store.db.table_exists("delayed_jobs"):
-        store._schema_ready = True
+    if not store.schema_ready and store.db.table_exists("delayed_jobs"):
+        store.schema_ready = True
 
 
 def config_for(store: Store, base: Config | None = None) -> Config:

@@ -34,7 +34,7 @@ _ids = itertools.count(1)
 
 
 def _hook(target: object | None, name: str, *args: Any) -> None:
-    from .worker import _call_hook  # the worker's arity rules; imported late (cycle)
+    from .executor import call_hook as _call_hook  # imported late (cycle)
 
     _call_hook(target, name, *args)
 

@@ -93,6 +93,17 @@ class Store:
         """Create the table and its indexes unless they exist (once per Store)."""
         self._schema.ensure()
 
+    @property
+    def schema_ready(self) -> bool:
+        """True once the table is known to exist and be current."""
+        return self._schema._ready
+
+    @schema_ready.setter
+    def schema_ready(self, ready: bool) -> None:
+        # Integrations whose own migrations made the table (Django) skip the
+        # check; False makes the next call check again.
+        self._schema._ready = ready
+
     def listener(self) -> Listener | None:
         """A LISTEN connection that wakes idle workers (Postgres), else None."""
         return Listener(self.db, self.dialect.channel) if self.dialect.channel else None
@@ -344,8 +355,8 @@ class Store:
     def recurring_keys(self) -> set[str]:
         """The keys of the recurring rows (``reoccur_in`` set)."""
         self.ensure_schema()
-        sql = f'SELECT "key" FROM {TABLE} WHERE reoccur_in IS NOT NULL AND "key" IS NOT NULL'
-        rows = self._run(lambda: self._execute(sql).fetchall())
+        sql = 'SELECT "key" FROM delayed_jobs WHERE reoccur_in IS NOT NULL AND "key" IS NOT NULL'
+        rows = self._run(lambda: self.query(sql).fetchall())
         return {str(r[0]) for r in rows}
 
     def counts(self, now: datetime) -> dict[str, int]:

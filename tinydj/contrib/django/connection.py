@@ -49,7 +49,7 @@ def store_for(alias: str) -> Store:
     store = borrowed_store(source, lambda: source)
     # manage.py migrate created the tables: no schema checks at each enqueue
     # (inside transaction.atomic() the Store could never know they committed).
-    store._schema_ready = True
+    store.schema_ready = True
     results.table_ready(store)
     return store
 

@@ -27,7 +27,7 @@ def create(apps: Any, schema_editor: Any) -> None:
             store.db.close()
         return
     config = config_for(alias)
-    config.store._schema_ready = False  # check for real: this creates the tables
+    config.store.schema_ready = False  # check for real: this creates the tables
     config.store.ensure_schema()
     results._table(config.store).ready = False
     results.create_table(config)
