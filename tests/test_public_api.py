@@ -32,6 +32,7 @@ def test_public_names_are_pinned() -> None:
             "schedule",
             "send_later",
             "stats",
+            "using",
         ]
     )
     for name in tinydj.__all__:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from .admin import clear, delete_job, get_job, list_jobs, retry_job, stats
 from .config import Config, configure, get_config
+from .connections import using
 from .errors import (
     ConfigurationError,
     DatabaseBusy,
@@ -63,4 +64,5 @@ __all__ = [
     "schedule",
     "send_later",
     "stats",
+    "using",
 ]

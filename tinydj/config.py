@@ -6,10 +6,12 @@ without a database (or when tinydj is first used without ``configure()``).
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import importlib.util
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypedDict
 from urllib.parse import urlparse
@@ -30,6 +32,7 @@ __all__ = [
     "configure",
     "get_config",
     "open_database",
+    "overriding",
 ]
 
 #: Environment variable read when ``configure()`` gets no database.
@@ -86,6 +89,10 @@ class Config:
 
 _lock = threading.Lock()
 _current: Config | None = None
+#: A configuration that replaces the current one in this context (``tinydj.using``).
+_override: contextvars.ContextVar[Config | None] = contextvars.ContextVar(
+    "tinydj_override", default=None
+)
 
 _DRIVERS = {
     "postgresql": (("psycopg2", "psycopg"), "pip install 'tinydj[postgres]'"),
@@ -241,10 +248,20 @@ def _modules(value: object) -> tuple[str, ...] | None:
 
 def get_config() -> Config:
     """The current configuration; configures the default on first use."""
-    config = _current
+    config = _override.get() or _current
     if config is None:
         with _lock:
             config = _current
         if config is None:
             config = configure()
     return config
+
+
+@contextlib.contextmanager
+def overriding(config: Config) -> Iterator[Config]:
+    """Make ``get_config()`` return ``config`` inside the block (this thread/task only)."""
+    token = _override.set(config)
+    try:
+        yield config
+    finally:
+        _override.reset(token)

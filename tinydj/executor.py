@@ -67,8 +67,11 @@ class Executor:
         now: Callable[[], datetime],
         job_timeout: float | None = None,
         alarm: Callable[[], MainThreadAlarm | None] = lambda: None,
+        owner: object | None = None,
     ) -> None:
         self.config = config
+        #: The worker, as results trackers (``tinydj.results``) see it.
+        self.owner = owner
         self.policy = policy
         self.job_timeout = job_timeout
         self._now = now
@@ -93,27 +96,45 @@ class Executor:
             return Outcome.unloadable(HandlerError(f"{type(exc).__name__}: {exc}"), job.handler)
         # Delayed::Job hooks apply to the object of an object job.
         hooks = call.target if getattr(call.fn, "__name__", None) == "perform" else None
+        # A task that keeps results (tinydj.results.keep) is told what happens.
+        tracker = getattr(call.fn, "tinydj_outcome", None)
+        if tracker is not None:
+            self._track(tracker.started, job, call)
         try:
             if hooks is not None:
                 call_hook(hooks, "before", job)
-            self._call(call, hooks)
+            value = self._call(call, hooks)
         except (Exception, SystemExit) as exc:  # sys.exit() in a job fails it
             if hooks is not None:
                 call_hook_guarded(hooks, "error", job, exc)
                 call_hook_guarded(hooks, "after", job)
-            return self._failure(job, call, hooks, exc, time.perf_counter() - started)
+            outcome = self._failure(job, call, hooks, exc, time.perf_counter() - started)
+            if tracker is not None:
+                limit = outcome.max_attempts or self.policy.max_attempts
+                final = job.recurring or job.attempts + 1 >= limit
+                self._track(tracker.failed, job, call, exc, outcome.error, final)
+            return outcome
         if hooks is not None:
             call_hook_guarded(hooks, "success", job)
             call_hook_guarded(hooks, "after", job)
+        if tracker is not None:
+            self._track(tracker.succeeded, job, call, value)
         return Outcome.success(time.perf_counter() - started)
 
-    def _call(self, call: serialize.Call, hooks: object | None) -> None:
+    def _track(self, method: Callable[..., object], job: Job, *args: Any) -> None:
+        # A result that cannot be written is logged, not retried: the job's
+        # own outcome (its row) is what must not be lost.
+        try:
+            method(self.owner, job, *args)
+        except Exception:
+            log.exception("could not record the result of job %s", job.id)
+
+    def _call(self, call: serialize.Call, hooks: object | None) -> Any:
         timeout = self._timeout_for(call, hooks)
         alarm = self._alarm()
         if timeout is None and alarm is None:
-            complete(call.fn(*call.args, **call.kwargs))  # the common case: no deadline
-            return
-        run_with_timeout(
+            return complete(call.fn(*call.args, **call.kwargs))  # the common case: no deadline
+        return run_with_timeout(
             lambda: call.fn(*call.args, **call.kwargs),
             timeout,
             alarm,

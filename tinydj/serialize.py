@@ -59,13 +59,14 @@ from .errors import HandlerError, SerializationError
 
 __all__ = [
     "FORMAT",
-    "MAX_DEPTH",
     "Call",
     "dump_call",
     "dump_object",
     "identity",
     "import_path",
     "load",
+    "MAX_DEPTH",
+    "register_tag",
     "resolve",
 ]
 
@@ -656,6 +657,25 @@ _Loader.add_constructor("!tinydj/ref", _load_ref)
 _Loader.add_constructor("!tinydj/tuple", lambda ld, n: tuple(ld.construct_sequence(n, deep=True)))
 _Loader.add_constructor("!tinydj/decimal", lambda ld, n: Decimal(ld.construct_scalar(n)))
 _Loader.add_constructor("!tinydj/uuid", lambda ld, n: uuid.UUID(ld.construct_scalar(n)))
+
+
+def register_tag(
+    cls: type,
+    tag: str,
+    represent: Callable[[Any], dict[str, Any]],
+    construct: Callable[[dict[str, Any], tuple[str, ...] | None], Any],
+) -> None:
+    """Store instances of ``cls`` (and subclasses) as ``tag`` mappings.
+
+    For a framework's model rows (``tinydj.contrib.django``): ``represent(obj)``
+    returns the mapping (raise ``SerializationError`` to refuse the value);
+    ``construct(mapping, allowed_modules)`` rebuilds it when the job runs
+    (raise ``HandlerError`` to fail the job with that message).
+    """
+    _Dumper.add_multi_representer(cls, lambda d, v: d.represent_mapping(tag, represent(v)))
+    _Loader.add_constructor(
+        tag, lambda ld, node: construct(ld.construct_mapping(node, deep=True), ld.allowed)
+    )
 
 
 def load(
