@@ -59,13 +59,13 @@ from .errors import HandlerError, SerializationError
 
 __all__ = [
     "FORMAT",
+    "MAX_DEPTH",
     "Call",
     "dump_call",
     "dump_object",
     "identity",
     "import_path",
     "load",
-    "MAX_DEPTH",
     "register_tag",
     "resolve",
 ]

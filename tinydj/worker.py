@@ -155,7 +155,11 @@ class Worker:
         policy = Policy(max_attempts=self.config.max_attempts)
         self._completer = Completer(self.leases, self._stopping, policy=policy, now=self._now)
         self._executor = Executor(
-            self.config, policy, now=self._now, job_timeout=self.job_timeout, alarm=self._timer,
+            self.config,
+            policy,
+            now=self._now,
+            job_timeout=self.job_timeout,
+            alarm=self._timer,
             owner=self,
         )
         self._recurring = RecurringRows(self.config, self.name)
