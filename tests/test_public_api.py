@@ -21,6 +21,7 @@ def test_public_names_are_pinned() -> None:
             "clear",
             "configure",
             "create_tables",
+            "cron",
             "delete_job",
             "enqueue",
             "every",

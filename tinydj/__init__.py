@@ -13,6 +13,7 @@ from __future__ import annotations
 from .admin import clear, delete_job, get_job, list_jobs, retry_job, stats
 from .config import Config, configure, get_config
 from .connections import using
+from .cron import cron
 from .errors import (
     ConfigurationError,
     DatabaseBusy,
@@ -53,6 +54,7 @@ __all__ = [
     "clear",
     "configure",
     "create_tables",
+    "cron",
     "delete_job",
     "enqueue",
     "every",

@@ -14,15 +14,15 @@ runs next.
 from __future__ import annotations
 
 import enum
-import functools
 import logging
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from . import recurrence
 from .job import Job
-from .schedule import backoff, next_run_after, parse_every
+from .schedule import backoff
 
 __all__ = [
     "MAX_INTERRUPTIONS",
@@ -169,18 +169,14 @@ class Decision:
     once: bool = False
 
 
-@functools.lru_cache(maxsize=256)
-def _interval(spec: str) -> timedelta:
-    return parse_every(spec)
-
-
 def next_run(job: Job, now: datetime) -> datetime:
-    """When a recurring row runs next: the first period boundary after ``now``
-    counted from its planned ``run_at`` (missed periods are skipped).
+    """When a recurring row runs next: for an interval, the first period
+    boundary after ``now`` counted from its planned ``run_at``; for a cron
+    spec, the first fire time after both (missed periods are skipped).
 
-    Raises ``ValueError`` when its ``reoccur_in`` is not a valid interval.
+    Raises ``ValueError`` when its ``reoccur_in`` is neither.
     """
-    return next_run_after(job.run_at, _interval(job.reoccur_in or ""), now)
+    return recurrence.next_run(job.reoccur_in or "", job.run_at, now)
 
 
 def decide(job: Job, outcome: Outcome, now: datetime, policy: Policy) -> Decision:

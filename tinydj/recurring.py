@@ -18,7 +18,7 @@ from typing import Any
 from .config import Config
 from .job import Job
 from .outcome import next_run
-from .schedule import format_interval
+from .recurrence import Cron
 from .store import NewJob
 from .tasks import Task, recurring_tasks, upsert_recurring
 
@@ -49,11 +49,11 @@ class RecurringRows:
         self._checked = now
 
     def describe(self) -> str:
-        """``"app:cleanup every 1h, app:report every 1d"``, or ``"none"``."""
+        """``"app:cleanup every 1h, app:report cron 0 9 * * MON"``, or ``"none"``."""
         names = [
-            f"{key} every {format_interval(task.every)}"
+            f"{key} {_schedule_text(task)}"
             for key, task in sorted(self._tasks.items())
-            if task.every is not None
+            if task.recurrence is not None
         ]
         return ", ".join(names) or "none"
 
@@ -94,7 +94,7 @@ class RecurringRows:
 
     def _restore(self, key: str, now: datetime) -> None:
         task, seen = self._tasks[key], self._seen[key]
-        assert task.every is not None
+        assert task.recurrence is not None
         run_at = seen.run_at if seen.run_at > now else next_run(seen, now)
         new = NewJob(
             task._handler(self.config, (), {}),
@@ -102,7 +102,7 @@ class RecurringRows:
             task.options.priority,
             run_at,
             key=key,
-            reoccur_in=format_interval(task.every),
+            reoccur_in=task.recurrence.text,
         )
         self._seen[key] = self.config.store.upsert(new, now, run_at)
         log.warning(
@@ -113,3 +113,8 @@ class RecurringRows:
             f"{run_at:%Y-%m-%d %H:%M:%S}",
             extra={"action": "recurring_restored"},
         )
+
+
+def _schedule_text(task: Task[Any, Any]) -> str:
+    spec = task.recurrence
+    return f"cron {spec.text}" if isinstance(spec, Cron) else f"every {spec.text if spec else ''}"

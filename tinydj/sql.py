@@ -164,6 +164,11 @@ class Statements:
         self.last_rowid = "SELECT last_insert_rowid()"
         self.upsert = r(f"{insert} {d.on_conflict} {_upsert_sets(d)}")
         self.upsert_returning = r(f"{insert} {d.on_conflict} {_upsert_sets(d)} RETURNING {cols}")
+        # A changed cron spec moves to the new spec's first fire time.
+        self.replace = r(f"{insert} {d.on_conflict} {_upsert_sets(d, True)}")
+        self.replace_returning = r(
+            f"{insert} {d.on_conflict} {_upsert_sets(d, True)} RETURNING {cols}"
+        )
         self.select_by_key = r(f'SELECT {cols} FROM {TABLE} WHERE "key" = ?')
         self.finish = r(
             f"UPDATE {TABLE} SET attempts = ?, last_error = ?, run_at = ?, failed_at = ?, "
@@ -303,12 +308,15 @@ def _due(queues: int, skip_locked: str) -> str:
     )
 
 
-def _upsert_sets(d: Dialect) -> str:
+def _upsert_sets(d: Dialect, replace: bool = False) -> str:
+    """SET of an upsert: an unchanged spec keeps ``run_at``; a changed one moves
+    it to the earlier of the old and the new (``replace``: to the new)."""
     changed = f"{d.existing.format('reoccur_in')} = {d.excluded.format('reoccur_in')}"
+    kept = d.existing.format("run_at")
+    moved = "?" if replace else f"{d.least}({kept}, ?)"
     sets = [
         # first: MySQL evaluates assignments in order, with updated values
-        f"run_at = CASE WHEN {changed} THEN {d.existing.format('run_at')} "
-        f"ELSE {d.least}({d.existing.format('run_at')}, ?) END",
+        f"run_at = CASE WHEN {changed} THEN {kept} ELSE {moved} END",
         *(
             f"{c} = {d.excluded.format(c)}"
             for c in ("handler", "priority", "queue", "reoccur_in", "updated_at")

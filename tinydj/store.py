@@ -146,21 +146,27 @@ class Store:
                 ids.extend(r[0] for r in cursor.fetchall())
             return ids
 
-    def upsert(self, job: NewJob, now: datetime, soonest: datetime) -> Job:
+    def upsert(
+        self, job: NewJob, now: datetime, soonest: datetime, *, replace: bool = False
+    ) -> Job:
         """Insert a keyed (recurring) row, or update the row with that key.
 
         An update keeps the row's schedule, except that a changed interval
-        brings ``run_at`` forward to ``soonest`` when that is earlier.
+        brings ``run_at`` forward to ``soonest`` when that is earlier (with
+        ``replace``, a changed spec sets ``run_at`` to ``soonest``: a new cron
+        spec's first fire time).
         """
         self.ensure_schema()
         t = self._t(now)
         params = (*job.params(t, self._t(job.run_at)), self._t(soonest))
+        sql = self.sql.replace if replace else self.sql.upsert
+        returning = self.sql.replace_returning if replace else self.sql.upsert_returning
 
         def go() -> Any:
             if self.dialect.returning:
-                return self._execute(self.sql.upsert_returning, params).fetchone()
+                return self._execute(returning, params).fetchone()
             with self.connection.transaction():
-                self._execute(self.sql.upsert, params)
+                self._execute(sql, params)
                 return self._execute(self.sql.select_by_key, (job.key,)).fetchone()
 
         row = self._run(go)

@@ -14,12 +14,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Generic, ParamSpec, TypeVar, overload
+from zoneinfo import ZoneInfo
 
 from . import immediate, serialize
 from . import options as check
 from .config import Config, get_config
 from .job import Job
-from .schedule import format_interval, parse_delay, parse_every, to_naive_utc, warn_if_naive
+from .recurrence import Cron, Interval, Recurrence
+from .schedule import parse_delay, parse_every, to_naive_utc, warn_if_naive
 from .store import NewJob
 
 __all__ = [
@@ -100,12 +102,17 @@ class Task(Generic[P, R]):
         max_attempts: int | None = None,
         every: timedelta | None = None,
         timeout: float | None = None,
+        recurrence: Recurrence | None = None,
     ) -> None:
         if not callable(fn):
             raise TypeError(f"@job needs a function, not {fn!r}")
         self.fn = fn
         self.options = _Options(queue, priority, max_attempts, timeout)
         self.every = every
+        #: The schedule of a recurring task (``@every``, ``@cron``), else None.
+        self.recurrence = (
+            Interval(every) if recurrence is None and every is not None else recurrence
+        )
         functools.update_wrapper(self, fn)
 
     def __repr__(self) -> str:
@@ -240,6 +247,7 @@ def every(
     The function is also a ``@job``. Every worker makes sure it has exactly
     one row in the table (key: its import path) before its first job; a new
     row is due at once. Raises ``ValueError``/``TypeError`` for a bad spec.
+    For a time of day or a weekday ("at 03:00 Berlin time") use ``@cron``.
     """
     interval = parse_every(spec)
     _Options(queue, priority, max_attempts, timeout)
@@ -261,29 +269,36 @@ def every(
 
 def register_recurring(task: Task[Any, Any]) -> None:
     """Add a recurring task to the registry (``@every`` does this)."""
-    if task.every is None:
-        raise ValueError(f"{task!r} has no interval")
+    if task.recurrence is None:
+        raise ValueError(f"{task!r} has no schedule")
     _recurring[task.key] = task
 
 
 def recurring_tasks() -> list[Task[Any, Any]]:
-    """The ``@every`` tasks imported in this process."""
+    """The ``@every`` and ``@cron`` tasks imported in this process."""
     return list(_recurring.values())
 
 
 def upsert_recurring(config: Config, task: Task[Any, Any], now: datetime) -> Job:
     """Write a recurring task's row (insert, or update the row with its key)."""
-    assert task.every is not None
+    spec = task.recurrence
+    assert spec is not None
     handler = task._handler(config, (), {})
     new = NewJob(
         handler,
         task.options.queue,
         task.options.priority,
-        now,
+        spec.first_run(now),
         key=task.key,
-        reoccur_in=format_interval(task.every),
+        reoccur_in=spec.text,
     )
-    return config.store.upsert(new, now, now + task.every)
+    return _upsert(config, new, spec, now)
+
+
+def _upsert(config: Config, new: NewJob, spec: Recurrence, now: datetime) -> Job:
+    # A changed cron spec moves the row to its own first fire time; a changed
+    # interval runs no later than one new interval from now.
+    return config.store.upsert(new, now, spec.soonest(now), replace=isinstance(spec, Cron))
 
 
 def send_later(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Job:
@@ -314,19 +329,23 @@ def enqueue(
 
 def schedule(
     obj: Any,
-    every: str | float | timedelta = "3h",
+    every: str | float | timedelta | None = None,
     key: str | None = None,
     priority: int = 0,
     run_at: datetime | None = None,
     queue: str | None = None,
+    *,
+    cron: str | None = None,
+    tz: str | ZoneInfo | None = None,
 ) -> Job:
-    """Run ``obj.perform()`` every ``every``, as one recurring row.
+    """Run ``obj.perform()`` every ``every`` (default "3h"), or at the times of
+    ``cron`` in zone ``tz`` (default UTC), as one recurring row.
 
     Scheduling an equal object (same class and attributes) again updates its
     row; ``key`` names the row explicitly. The first run is due at ``run_at``
-    (default: now).
+    (default: now for an interval, the first fire time for cron).
     """
-    interval = parse_every(every)
+    spec = _spec(every, cron, tz)
     config = get_config()
     options = _options_for(obj, priority, queue)
     handler = serialize.dump_object(obj, allow_pickle=config.allow_pickle)
@@ -342,11 +361,23 @@ def schedule(
         handler,
         options.queue,
         options.priority,
-        now if run_at is None else _when(run_at),
+        spec.first_run(now) if run_at is None else _when(run_at),
         key=key,
-        reoccur_in=format_interval(interval),
+        reoccur_in=spec.text,
     )
-    return config.store.upsert(new, now, now + interval)
+    return _upsert(config, new, spec, now)
+
+
+def _spec(
+    every: str | float | timedelta | None, cron: str | None, tz: str | ZoneInfo | None
+) -> Recurrence:
+    if cron is None:
+        if tz is not None:
+            raise ValueError("tz= needs cron=: an interval does not depend on the time zone")
+        return Interval(parse_every("3h" if every is None else every))
+    if every is not None:
+        raise ValueError("give schedule() either every= or cron=, not both")
+    return Cron.parse(cron, tz)
 
 
 def _options_for(obj: Any, priority: int, queue: str | None) -> _Options:
