@@ -15,18 +15,18 @@ space, with or without fractions, are both read.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
+from . import recurrence
 from .job import COLUMNS, Job
-from .schedule import parse_every
 
 __all__ = ["UnreadableRow", "read", "read_lenient"]
 
 #: Longest value quoted in an error message.
 _SHOWN = 60
 _EPOCH = datetime(1970, 1, 1)
-_valid_intervals: dict[str, timedelta] = {}
+_valid_schedules: set[str] = set()
 
 
 class UnreadableRow(ValueError):
@@ -94,13 +94,15 @@ def _time(value: object) -> datetime:
 
 def _interval(value: object) -> str:
     spec = _text(value)
-    if spec not in _valid_intervals:
+    if spec not in _valid_schedules:
         try:
-            interval = parse_every(spec)
+            recurrence.parse(spec)
         except (TypeError, ValueError):
-            raise _Bad(f"holds {shorten(value)}, not an interval such as '1h'") from None
-        if len(_valid_intervals) < 1000:
-            _valid_intervals[spec] = interval
+            raise _Bad(
+                f"holds {shorten(value)}, not an interval such as '1h' or a cron spec"
+            ) from None
+        if len(_valid_schedules) < 1000:
+            _valid_schedules.add(spec)
     return spec
 
 
@@ -188,7 +190,7 @@ def _fast(row: Sequence[Any]) -> Job:
     handler, queue, reoccur_in = _s(handler), _s(queue), _s(reoccur_in)
     if type(handler) is not str or type(queue) is not str:
         raise _Slow
-    if reoccur_in is not None and reoccur_in not in _valid_intervals:
+    if reoccur_in is not None and reoccur_in not in _valid_schedules:
         raise _Slow
     run_at, created_at, updated_at = _t(run_at), _t(created_at), _t(updated_at)
     if run_at is None or created_at is None or updated_at is None:
