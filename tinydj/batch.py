@@ -47,12 +47,15 @@ class Batches:
         perform: Callable[[Job], bool],
         stopping: threading.Event,
         now: Callable[[], datetime],
+        paused: Callable[[], frozenset[str]] = frozenset,
     ) -> None:
         self.leases = leases = completer.leases
         self.store = leases.store
         self.worker = leases.worker
         self.lock_timeout = leases.lock_timeout
         self.queues = queues
+        #: The queues paused by an operator (read at most once per poll).
+        self.paused = paused
         self.batch_size = batch_size
         self._completer = completer
         self._perform = perform
@@ -76,7 +79,10 @@ class Batches:
         now = self._now()
         expired = now - timedelta(seconds=self.lock_timeout)
         since = self.leases.clock()
-        jobs = self.store.reserve(self.worker, now, expired, self.queues, limit, done)
+        paused = self.paused()
+        jobs = self.store.reserve(
+            self.worker, now, expired, self.queues, limit, done, exclude=sorted(paused)
+        )
         if len(jobs) > 1 and any(j.interruptions for j in jobs):
             # A job whose worker died may be what kills workers: it runs alone,
             # so that the jobs reserved with it are not interrupted with it.

@@ -219,10 +219,11 @@ class Statements:
             lambda: f"INSERT INTO {TABLE} {_INSERT_COLS} VALUES {values} RETURNING id",
         )
 
-    def due(self, queues: int) -> str:
-        """The ids of due jobs in run order: (now, expired_before, *queues, limit)."""
-
-        return self._cached(("due", queues), lambda: _due(queues, self.dialect.skip_locked))
+    def due(self, queues: int, excluded: int = 0) -> str:
+        """The ids of due jobs in run order:
+        (now, expired_before, *queues, *excluded, limit)."""
+        skip = self.dialect.skip_locked
+        return self._cached(("due", queues, excluded), lambda: _due(queues, skip, excluded))
 
     def _lock_prefix(self) -> str:
         d = self.dialect
@@ -235,15 +236,13 @@ class Statements:
             "WHERE id IN "
         )
 
-    def reserve(self, queues: int) -> str:
+    def reserve(self, queues: int, excluded: int = 0) -> str:
         """Lock the due jobs and return them (returning dialects):
-        (now, worker, now, expired_before, *queues, limit)."""
+        (now, worker, now, expired_before, *queues, *excluded, limit)."""
+        skip = self.dialect.skip_locked
         return self._cached(
-            ("reserve", queues),
-            lambda: (
-                f"{self._lock_prefix()}({_due(queues, self.dialect.skip_locked)}) "
-                f"RETURNING {self._cols}"
-            ),
+            ("reserve", queues, excluded),
+            lambda: f"{self._lock_prefix()}({_due(queues, skip, excluded)}) RETURNING {self._cols}",
         )
 
     def lock_ids(self, n: int) -> str:
@@ -299,8 +298,10 @@ class Statements:
         return self._cached(("select", failed, queue, key, limit), build)
 
 
-def _due(queues: int, skip_locked: str) -> str:
+def _due(queues: int, skip_locked: str, excluded: int = 0) -> str:
     queue_clause = f" AND queue IN {_in_list(queues)}" if queues else ""
+    if excluded:  # paused queues
+        queue_clause += f" AND queue NOT IN {_in_list(excluded)}"
     return (
         f"SELECT id FROM {TABLE} WHERE failed_at IS NULL AND run_at <= ? "
         f"AND (locked_at IS NULL OR locked_at < ?){queue_clause} "

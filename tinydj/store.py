@@ -183,6 +183,8 @@ class Store:
         queues: Sequence[str] | None = None,
         limit: int = 1,
         done: Sequence[int] = (),
+        *,
+        exclude: Sequence[str] = (),
     ) -> list[Job]:
         """Lock up to ``limit`` due jobs for ``worker``, in run order.
 
@@ -192,17 +194,19 @@ class Store:
         in the same transaction, so a worker that runs one job after another
         commits once per job. A row that cannot be read (written by another
         program) is failed here, with a ``last_error`` naming the column, and
-        left out; the rest of the batch is returned.
+        left out; the rest of the batch is returned. Jobs of the queues in
+        ``exclude`` (paused ones) are not taken.
         """
         qs = list(queues or ())
         t_now = self._t(now)
-        due_params = (t_now, self._t(expired_before), *qs, limit)
+        due_params = (t_now, self._t(expired_before), *qs, *exclude, limit)
+        shape = (len(qs), len(exclude))
 
         def take() -> list[Any]:
             if self.dialect.returning:
-                sql = self.sql.reserve(len(qs))
+                sql = self.sql.reserve(*shape)
                 return list(self._execute(sql, (t_now, worker, *due_params)).fetchall())
-            ids = [r[0] for r in self._execute(self.sql.due(len(qs)), due_params).fetchall()]
+            ids = [r[0] for r in self._execute(self.sql.due(*shape), due_params).fetchall()]
             if not ids:
                 return []
             self._execute(self.sql.lock_ids(len(ids)), (t_now, worker, *ids))

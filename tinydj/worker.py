@@ -45,6 +45,7 @@ from .job import Job
 from .leases import LeaseKeeper
 from .outcome import MAX_INTERRUPTIONS, Policy
 from .pool import Pool
+from .presence import Presence
 from .recurring import RecurringRows
 from .redact import mask
 from .schedule import Clock, to_naive_utc
@@ -163,6 +164,13 @@ class Worker:
             owner=self,
         )
         self._recurring = RecurringRows(self.config, self.name)
+        self._presence = Presence(
+            self.store,
+            self.name,
+            queues=self.queues,
+            poll_interval=self.poll_interval,
+            now=self._now,
+        )
         self._batches = Batches(
             self._completer,
             queues=self.queues,
@@ -170,6 +178,7 @@ class Worker:
             perform=lambda job: self._perform(job),
             stopping=self._stopping,
             now=self._now,
+            paused=self._presence.paused,
         )
         self._pool = Pool(self.name)
 
@@ -200,6 +209,8 @@ class Worker:
         """Housekeeping off the runner threads: acknowledge finished jobs that
         a busy thread holds, restore deleted ``@every`` rows."""
         self._flush(FLUSH_AFTER)
+        if self._launched:
+            self._presence.beat()
         try:
             self._recurring.check(self._now())
         except Exception:
@@ -219,7 +230,9 @@ class Worker:
         """Run one reserved job and record its outcome, except a plain
         success, which the caller acknowledges (in batches). Returns True on
         success."""
-        return self._completer.complete(job, self._executor.run(job))
+        ok = self._completer.complete(job, self._executor.run(job))
+        self._presence.count(job.queue, ok)
+        return ok
 
     # -- the loop ----------------------------------------------------------
 
@@ -246,6 +259,7 @@ class Worker:
                 self._completer.ack(self.leases.take_done())
             finally:
                 self.leases.release()
+                self._presence.flush()
         return succeeded, failed
 
     def _runner(self) -> None:
@@ -324,6 +338,7 @@ class Worker:
             self._active = 0
             raise
         self.store.add_listener(self.wake)
+        self._presence.announce(max(threads, 1))
         self.leases.acquire()
         self._launched = True
         listener = self.store.listener()
@@ -350,6 +365,7 @@ class Worker:
         if launched:
             self._flush(0.0)
             self.leases.release()
+            self._presence.leave()
             try:
                 self._completer.release(None)
             finally:

@@ -1,0 +1,118 @@
+"""A worker as the operators see it: registered, heartbeating, counting, pausable.
+
+``Presence`` ties one worker to the tables of ``tinydj.control``: the worker
+registers when it launches, heartbeats with its lease renewals (so that
+``tinydj workers`` and the dashboard tell live workers from dead ones), counts
+its outcomes per minute for the dashboard's chart (written with the heartbeat,
+never per job), and learns which queues are paused at most once per poll
+interval. None of it may stop a worker: a failed write is logged and tried
+again with the next heartbeat.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime
+
+from . import control
+from .store import Store
+
+__all__ = ["Presence"]
+
+log = logging.getLogger("tinydj.worker")
+
+
+class Presence:
+    """The control-table side of one worker."""
+
+    def __init__(
+        self,
+        store: Store,
+        name: str,
+        *,
+        queues: Sequence[str] | None,
+        poll_interval: float,
+        now: Callable[[], datetime],
+    ) -> None:
+        self.store = store
+        self.name = name
+        self.queues = queues
+        self.poll_interval = poll_interval
+        self._now = now
+        self.threads = 1
+        self._tally = control.Tally()
+        self._paused: frozenset[str] = frozenset()
+        self._paused_until = 0.0
+        self._paused_lock = threading.Lock()
+        self._minute: datetime | None = None
+        self._minute_until = 0.0
+
+    def announce(self, threads: int) -> None:
+        """Register this worker (at launch)."""
+        self.threads = threads
+        self._guard("register", self._register)
+
+    def _register(self) -> None:
+        control.register_worker(
+            self.name,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            threads=self.threads,
+            queues=self.queues,
+            now=self._now(),
+            store=self.store,
+        )
+
+    def beat(self) -> None:
+        """Heartbeat and write the counted outcomes (from the lease thread)."""
+        self._guard("heartbeat", self._beat)
+
+    def _beat(self) -> None:
+        if not control.heartbeat(self.name, now=self._now(), store=self.store):
+            self._register()  # pruned, or the table was recreated
+        self._tally.flush(self.store)
+
+    def leave(self) -> None:
+        """Write what is counted and unregister (at stop)."""
+
+        def go() -> None:
+            self._tally.flush(self.store)
+            control.unregister_worker(self.name, store=self.store)
+
+        self._guard("unregister", go)
+
+    def count(self, queue: str, ok: bool) -> None:
+        """Count one finished run (the clock is read at most once a second)."""
+        tick = time.monotonic()
+        if self._minute is None or tick >= self._minute_until:
+            self._minute, self._minute_until = self._now(), tick + 1.0
+        self._tally.add(self._minute, queue, failed=not ok)
+
+    def paused(self) -> frozenset[str]:
+        """The paused queues, read again at most once per poll interval."""
+        tick = time.monotonic()
+        if tick < self._paused_until:
+            return self._paused
+        with self._paused_lock:
+            if tick >= self._paused_until:
+                try:
+                    self._paused = frozenset(control.paused_queues(store=self.store))
+                except Exception:
+                    log.warning("%s could not read the paused queues", self.name, exc_info=True)
+                self._paused_until = tick + self.poll_interval
+        return self._paused
+
+    def flush(self) -> None:
+        """Write the counted outcomes now (``work_off``)."""
+        self._guard("count outcomes", lambda: self._tally.flush(self.store))
+
+    def _guard(self, what: str, fn: Callable[[], object]) -> None:
+        try:
+            fn()
+        except Exception:
+            log.warning("%s could not %s", self.name, what, exc_info=True)
