@@ -475,7 +475,13 @@ def keep(
     period = parse_every(retention)
 
     def decorate(task: F) -> F:
-        task.tinydj_outcome = Tracker(period, running)  # type: ignore[attr-defined]
+        tracker = Tracker(period, running)
+        task.tinydj_outcome = tracker  # type: ignore[attr-defined]
+        # A task defined in a script is stored as its pickled function, not by
+        # import path: the function carries the tracker along.
+        inner = getattr(task, "fn", None)
+        if callable(inner) and not isinstance(inner, type):
+            inner.tinydj_outcome = tracker
         return task
 
     return decorate

@@ -129,7 +129,10 @@ class Schema:
             if not conn.in_transaction():
                 conn.execute("PRAGMA journal_mode=wal")
             else:  # not allowed here; next time, outside the transaction
-                wal = conn.execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal"
+                # (Some drivers' cursors return no row for a PRAGMA inside
+                # the application's transaction: then ask again later.)
+                row = conn.execute("PRAGMA journal_mode").fetchone()
+                wal = row is not None and str(row[0]).lower() == "wal"
         db.create_tables([self._model], safe=True)
         have = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")}
         missing = [name for name in SQLITE_TRIGGERS if name not in have]
