@@ -34,7 +34,7 @@ from ..config import Config, configure
 from ..errors import TinyDJError
 from ..redact import mask
 from ..schedule import Clock, utcnow
-from . import jobs, work
+from . import jobs, move, work
 from .base import (
     COMMON_DEFAULTS,
     EXIT_ERROR,
@@ -71,6 +71,11 @@ COMMANDS: dict[str, Command] = {
     "delete": Command("delete jobs by id", jobs.declare_delete, jobs.delete),
     "clear": Command(
         "delete all jobs (or those of a queue, or failed ones)", jobs.declare_clear, jobs.clear
+    ),
+    "move": Command(
+        "move every job into another database (--to URL), safe to interrupt",
+        move.declare_move,
+        move.move,
     ),
 }
 
