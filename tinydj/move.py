@@ -258,10 +258,29 @@ def _claimed(source: Store, markers: Sequence[str], n: int) -> list[tuple[Any, .
     return []
 
 
+_steps: weakref.WeakKeyDictionary[Store, int | None] = weakref.WeakKeyDictionary()
+
+
+def _mysql_step(target: Store) -> int | None:
+    """The id increment of a multi-row INSERT, if its ids are consecutive.
+
+    InnoDB hands a multi-row INSERT consecutive ids (``auto_increment_increment``
+    apart) in the "traditional" and "consecutive" lock modes (0, 1: MariaDB's
+    default), not in the "interleaved" one (2: MySQL 8's); then rows are
+    inserted one at a time.
+    """
+    if target not in _steps:
+        sql = "SELECT @@innodb_autoinc_lock_mode, @@auto_increment_increment"
+        mode, step = target._execute(sql).fetchone()
+        _steps[target] = int(step) if int(mode) in (0, 1) else None
+    return _steps[target]
+
+
 def _insert_rows(target: Store, values: list[tuple[Any, ...]]) -> list[int]:
     """Insert rows (``_COPIED`` order, target's types); their new ids, in order."""
+    ids: list[int] = []
     if not values:
-        return []
+        return ids
     if target.dialect is SQLITE:
         # Under the write lock rowids are handed out in sequence.
         cursor = target.db.cursor()
@@ -270,8 +289,14 @@ def _insert_rows(target: Store, values: list[tuple[Any, ...]]) -> list[int]:
         last = int(target._execute("SELECT last_insert_rowid()").fetchone()[0])
         return list(range(last - len(values) + 1, last + 1))
     if target.dialect is MYSQL:
-        return [int(target._execute(_INSERT + _ROW, v).lastrowid) for v in values]
-    ids: list[int] = []
+        step = _mysql_step(target)
+        if step is None:
+            return [int(target._execute(_INSERT + _ROW, v).lastrowid) for v in values]
+        for part in _chunks(values):
+            flat = [v for row in part for v in row]
+            first = int(target._execute(_INSERT + ", ".join([_ROW] * len(part)), flat).lastrowid)
+            ids.extend(range(first, first + step * len(part), step))
+        return ids
     for part in _chunks(values, 1000):
         flat = [v for row in part for v in row]
         sql = _INSERT + ", ".join([_ROW] * len(part)) + " RETURNING id"
