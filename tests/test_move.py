@@ -454,3 +454,31 @@ def test_cli_move_errors_are_one_line_without_password(
     assert main(["move", "--database", source_url, "--to", bad, "--batch", "0"]) == 2
     assert main(["move", "--database", source_url]) == 2
     assert "--to" in capsys.readouterr().err
+
+
+def test_a_claimed_job_unlocked_in_the_source_is_reported_as_doubled(
+    source_url: str, target_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A retry that ignores locks (``Store.retry``) makes a copied job runnable in
+    the source again: the mover cannot delete it and says so."""
+    fill(source_url, 100)  # id 1 failed
+    done: list[str] = []
+
+    def retry_there(name: str, rows: int) -> None:
+        if name == "copied" and not done:
+            done.append(name)
+            s = _store(source_url)
+            assert s.retry(1, START)
+            s.db.close()
+
+    report = move(source_url, target_url, progress=retry_there)
+    assert report.doubled == [1] and report.total == 100
+    assert (report.running, report.newer) == (0, 0)
+    assert list(rows_of(source_url)) == [1]  # left there, not copied a second time
+    assert len(rows_of(target_url)) == 100
+    assert 1 in dict(journal_of(target_url))
+    from tinydj.move import format_report
+
+    assert any(
+        line.startswith("doubled:") and "source ids 1" in line for line in format_report(report)
+    )

@@ -38,6 +38,7 @@ All of this module's SQL is here, run through each side's ``Store``.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import uuid
@@ -63,6 +64,8 @@ __all__ = [
     "format_report",
     "move_jobs",
 ]
+
+log = logging.getLogger(__name__)
 
 #: Rows moved per transaction.
 DEFAULT_BATCH = 1000
@@ -119,6 +122,9 @@ class MoveReport:
     running: int = 0
     #: Jobs left in the source because they were enqueued after the pass began.
     newer: int = 0
+    #: Source ids of copied jobs that someone unlocked in the source before
+    #: the mover deleted them (a retry that ignores locks): on both sides now.
+    doubled: list[int] = field(default_factory=list)
     #: Transactions committed on the target.
     batches: int = 0
     #: Wall-clock seconds the move took.
@@ -207,16 +213,30 @@ def _interrupted(holder: str) -> str:
 # -- the three steps ----------------------------------------------------------------
 
 
-def _claim(source: Store, marker: str, expired_before: datetime, upto: int | None, n: int) -> int:
-    """Step 1: claim up to ``n`` rows no live worker holds; return how many."""
+def _not_in(skip: Sequence[int]) -> str:
+    return f" AND id NOT IN ({', '.join(str(int(i)) for i in skip)})" if skip else ""
+
+
+def _claim(
+    source: Store,
+    marker: str,
+    expired_before: datetime,
+    upto: int | None,
+    n: int,
+    skip: Sequence[int],
+) -> int:
+    """Step 1: claim up to ``n`` rows no live worker holds; return how many.
+
+    ``skip``: ids not to claim (jobs found on both sides, left to the user).
+    """
     free = "(locked_at IS NULL OR locked_at < ?)"
     params: list[Any] = [source._t(expired_before)]
-    where = free
+    where = free + _not_in(skip)
     if upto is not None:
         where += " AND id <= ?"
         params.append(upto)
-    skip = "" if source.dialect is SQLITE else " FOR UPDATE SKIP LOCKED"
-    pick = f"SELECT id, locked_by FROM {TABLE} WHERE {where} ORDER BY id LIMIT {int(n)}{skip}"
+    lock = "" if source.dialect is SQLITE else " FOR UPDATE SKIP LOCKED"
+    pick = f"SELECT id, locked_by FROM {TABLE} WHERE {where} ORDER BY id LIMIT {int(n)}{lock}"
     forever = source._t(_FOREVER)
 
     def go() -> int:
@@ -375,10 +395,15 @@ def _target_id(row: tuple[Any, ...], taken: dict[str, int], new_ids: Iterator[in
     return taken[key] if key is not None and key in taken else next(new_ids)
 
 
-def _delete(source: Store, rows: list[tuple[Any, ...]]) -> int:
-    """Step 3: delete journaled rows from the source (only while still claimed)."""
+def _delete(source: Store, rows: list[tuple[Any, ...]]) -> tuple[int, list[int]]:
+    """Step 3: delete journaled rows from the source (only while still claimed).
 
-    def go() -> int:
+    Returns (rows deleted, ids of rows that lost their claim but are still in
+    the source: someone unlocked them there, e.g. a retry that ignores locks,
+    so the job is now on both sides).
+    """
+
+    def go() -> tuple[int, list[int]]:
         deleted = 0
         with source._transaction():
             for move_id in {r[0] for r in rows}:
@@ -388,7 +413,13 @@ def _delete(source: Store, rows: list[tuple[Any, ...]]) -> int:
                         f"DELETE FROM {TABLE} WHERE locked_by = ? AND id IN {_in(len(part))}",
                         (move_id, *part),
                     ).rowcount
-        return int(deleted)
+            if deleted == len(rows):
+                return deleted, []
+            still: list[int] = []
+            for part in _chunks([r[1] for r in rows]):
+                sql = f"SELECT id FROM {TABLE} WHERE id IN {_in(len(part))}"
+                still.extend(int(r[0]) for r in source._execute(sql, part).fetchall())
+            return int(deleted), sorted(still)
 
     return source._run(go)
 
@@ -427,7 +458,16 @@ def _drain(
         report.kept_target += kept
         if progress:
             progress("copied", copied)
-        deleted = _delete(source, rows)
+        deleted, doubled = _delete(source, rows)
+        if doubled:
+            report.doubled.extend(doubled)
+            log.warning(
+                "%d job(s) were unlocked in the source while being moved (retried there?): "
+                "they are now in both databases; source ids: %s",
+                len(doubled),
+                ", ".join(map(str, doubled[:20])),
+                extra={"action": "move_conflict"},
+            )
         for r in rows:
             report.moved[_state(r[1:], now)] += 1
         total += len(rows)
@@ -442,15 +482,16 @@ def _max_id(source: Store) -> int:
     return int(source._run(lambda: source._execute(sql).fetchone()[0]))
 
 
-def _left(source: Store, upto: int | None) -> tuple[int, int]:
-    """(rows up to ``upto`` still in the source, rows after it)."""
+def _left(source: Store, upto: int | None, skip: Sequence[int]) -> tuple[int, int]:
+    """(rows up to ``upto`` still in the source, rows after it), but ``skip``."""
     if upto is None:
-        sql = f"SELECT COUNT(*), 0 FROM {TABLE}"
+        sql = f"SELECT COUNT(*), 0 FROM {TABLE} WHERE 1 = 1{_not_in(skip)}"
         params: tuple[Any, ...] = ()
     else:
         sql = (
             "SELECT COALESCE(SUM(CASE WHEN id <= ? THEN 1 ELSE 0 END), 0), "
-            f"COALESCE(SUM(CASE WHEN id > ? THEN 1 ELSE 0 END), 0) FROM {TABLE}"
+            f"COALESCE(SUM(CASE WHEN id > ? THEN 1 ELSE 0 END), 0) FROM {TABLE} "
+            f"WHERE 1 = 1{_not_in(skip)}"
         )
         params = (upto, upto)
     row = source._run(lambda: source._execute(sql, params).fetchone())
@@ -508,13 +549,13 @@ def move_jobs(
     while True:
         while True:
             now = to_naive_utc(clock())
-            claimed = _claim(source, marker, now - expired, upto, batch)
+            claimed = _claim(source, marker, now - expired, upto, batch, report.doubled)
             if progress:
                 progress("claimed", claimed)
             if not claimed:
                 break
             _drain(source, target, report, once=True, markers=[marker], **args)
-        report.running, report.newer = _left(source, upto)
+        report.running, report.newer = _left(source, upto, report.doubled)
         if not until_empty or not report.running:
             break
         sleep(poll_interval)
@@ -550,6 +591,12 @@ def format_report(report: MoveReport) -> list[str]:
             else ""
         )
     )
+    if report.doubled:
+        ids = ", ".join(map(str, report.doubled[:20]))
+        lines.append(
+            f"{'doubled:':<11}{len(report.doubled):>9} unlocked in the source while moving: "
+            f"now in both databases (source ids {ids})"
+        )
     rate = report.total / report.seconds if report.seconds > 0 else 0.0
     lines.append(
         f"moved {report.total} jobs in {report.seconds:.1f} s ({rate:,.0f} jobs/s, "
