@@ -312,7 +312,9 @@ def test_until_empty_also_moves_what_arrives_meanwhile(source_url: str, target_u
     source.db.close()
 
 
-def test_source_and_target_must_differ(source_url: str) -> None:
+def test_source_and_target_must_differ(source_url: str, target_url: str) -> None:
+    with pytest.raises(ValueError, match="same database"):
+        move(target_url, target_url)
     fill(source_url, 3)
     with pytest.raises(ValueError, match="same database"):
         move(source_url, source_url)

@@ -29,6 +29,26 @@ One pass moves the rows that existed when it started (ids up to the highest
 one then). ``until_empty`` repeats passes until the source holds no job at
 all, waiting for running jobs to end (``poll_interval``).
 
+What the user must stop: nothing, for correctness. Workers of both sides may
+run throughout; each job runs on one side only. In practice:
+
+- running jobs stay in the source; a one-off job that finishes is gone, one
+  that will be retried (and a recurring row after its run) is moved by the
+  next pass: run ``tinydj move`` again, or use ``until_empty``;
+- jobs enqueued in the source while moving are left for the next pass
+  ("newer"), or moved by ``until_empty``: point the application at the
+  target first, then move;
+- a source worker that starts (again) upserts its ``@every`` rows into the
+  source: stop or repoint the source's workers once the move is done (a later
+  move keeps the target's row of each key);
+- do not retry, delete or clear the source's jobs while they are moved: a job
+  deleted there after its copy lives on in the target, and one retried by a
+  retry that ignores locks (the dashboard's) is then in both databases; the
+  mover reports those ("doubled") and leaves them in the source.
+
+The journal stays in the target after the move (an audit trail from source
+ids to target ids); drop ``tinydj_moves`` when it is no longer wanted.
+
 All of this module's SQL is here, run through each side's ``Store``.
 
 >>> report = move_jobs(Store(open_database(src)), Store(open_database(dst)))  # doctest: +SKIP
@@ -477,6 +497,15 @@ def _drain(
             return total
 
 
+def _same(a: Store, b: Store) -> bool:
+    """The two stores open one database (by the same path or connect options)."""
+    return a.db is b.db or (
+        type(a.db) is type(b.db)
+        and a.db.database == b.db.database
+        and a.db.connect_params == b.db.connect_params
+    )
+
+
 def _max_id(source: Store) -> int:
     sql = f"SELECT COALESCE(MAX(id), 0) FROM {TABLE}"
     return int(source._run(lambda: source._execute(sql).fetchone()[0]))
@@ -523,11 +552,7 @@ def move_jobs(
     """
     if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
         raise ValueError(f"batch must be a positive int, not {batch!r}")
-    if source.db is target.db or (
-        source.dialect is SQLITE
-        and target.dialect is SQLITE
-        and source.db.database == target.db.database
-    ):
+    if _same(source, target):
         raise ValueError("source and target are the same database")
     started = time.monotonic()
     source.ensure_schema()
