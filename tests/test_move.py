@@ -27,7 +27,7 @@ from proc_helpers import Processes, read_lines, wait_until
 import tinydj
 from tinydj.cli import main
 from tinydj.config import open_database
-from tinydj.move import JOURNAL, MARKER_PREFIX, MoveReport, move_jobs
+from tinydj.move import JOURNAL, MARKER_PREFIX, MoveReport, format_report, move_jobs
 from tinydj.schedule import utcnow
 from tinydj.store import NewJob, Store
 from tinydj.testing import FakeClock
@@ -304,12 +304,10 @@ def test_until_empty_also_moves_what_arrives_meanwhile(source_url: str, target_u
         if name == "deleted" and len(late) < 10:
             late.extend(j.id for j in sample_jobs.record.send_later_many([("late",)] * 5))
 
-    source = _store(source_url)
     report = move(source_url, target_url, batch=100, progress=enqueue, until_empty=True)
     assert (report.total, report.newer, report.running) == (310, 0, 0)
     assert len(rows_of(target_url)) == 310 and not rows_of(source_url)
     assert len(late) == 10 and set(before) < {s for s, _ in journal_of(target_url)}
-    source.db.close()
 
 
 def test_source_and_target_must_differ(source_url: str, target_url: str) -> None:
@@ -479,8 +477,6 @@ def test_a_claimed_job_unlocked_in_the_source_is_reported_as_doubled(
     assert list(rows_of(source_url)) == [1]  # left there, not copied a second time
     assert len(rows_of(target_url)) == 100
     assert 1 in dict(journal_of(target_url))
-    from tinydj.move import format_report
-
     assert any(
         line.startswith("doubled:") and "source ids 1" in line for line in format_report(report)
     )

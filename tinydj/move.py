@@ -152,7 +152,7 @@ class MoveReport:
 
     @property
     def total(self) -> int:
-        """Jobs that left the source (copied or kept on the target's side)."""
+        """Jobs copied into the target (or kept on its side: same key)."""
         return sum(self.moved.values())
 
 
