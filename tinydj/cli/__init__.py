@@ -34,7 +34,7 @@ from ..config import Config, configure
 from ..errors import TinyDJError
 from ..redact import mask
 from ..schedule import Clock, utcnow
-from . import jobs, operate, work
+from . import jobs, move, operate, work
 from .base import (
     COMMON_DEFAULTS,
     EXIT_ERROR,
@@ -80,6 +80,11 @@ COMMANDS: dict[str, Command] = {
         "let workers take jobs of a paused queue", operate.declare_queue, operate.resume
     ),
     "dashboard": Command("serve the web dashboard", operate.declare_dashboard, operate.dashboard),
+    "move": Command(
+        "move every job into another database (--to URL), safe to interrupt",
+        move.declare_move,
+        move.move,
+    ),
 }
 
 
