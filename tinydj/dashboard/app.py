@@ -406,7 +406,8 @@ class Dashboard:
         if verb == "retry":
             if job.failed_at is None:
                 return f"Job #{job_id} has not failed: nothing to retry.", page
-            store.retry(job_id, now)
+            if not _retry(store, job_id, now):
+                return f"Job #{job_id} is held (a worker or `tinydj move`): not retried.", page
             return f"Job #{job_id} will run again now.", page
         if verb == "delete":
             if job.locked_at is not None and job.failed_at is None:
@@ -436,7 +437,7 @@ class Dashboard:
             job = store.get(job_id)
             if job is None or job.failed_at is None:
                 continue  # only failed jobs are touched here
-            done += store.retry(job_id, now) if action == "retry" else store.delete(job_id)
+            done += _retry(store, job_id, now) if action == "retry" else store.delete(job_id)
         verb = "Retried" if action == "retry" else "Deleted"
         skipped = len(ids) - done
         tail = f" ({skipped} skipped: no longer failed)" if skipped else ""
@@ -497,3 +498,10 @@ def make_app(
     return Dashboard(
         database, read_only=read_only, token=token, prefix=prefix, lock_timeout=lock_timeout
     )
+
+
+def _retry(store: Store, job_id: int, now: datetime) -> bool:
+    """Retry a failed job unless something holds a live lock on it (a worker,
+    or ``tinydj move`` copying it elsewhere): it must not run twice."""
+    live_after = now - timedelta(seconds=control.DEFAULT_LOCK_TIMEOUT)
+    return store.states.retry_unless_held(job_id, now, live_after)
