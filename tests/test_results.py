@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import pytest
@@ -144,3 +145,26 @@ def test_workers_purge_on_their_own(
 def test_keep_rejects_a_bad_retention() -> None:
     with pytest.raises(ValueError, match="soon"):
         results.keep("soon")
+
+
+def test_show_prints_the_kept_result_of_a_finished_job(
+    config: tinydj.Config, db_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tinydj.cli import main
+
+    job = add.send_later(2, 3)
+    assert tinydj.Worker(config=config).work_off() == (1, 0)
+    capsys.readouterr()
+    assert main(["show", str(job.id), "--database", db_url], clock=config.clock) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"job {job.id} is done (row deleted)\nresult:\n")
+    assert "    status       SUCCESSFUL\n" in out
+    assert "    value        5\n" in out
+    assert main(["show", str(job.id), "--json", "--database", db_url], clock=config.clock) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert (data["state"], data["result"]["status"], data["result"]["value"]) == (
+        "done",
+        "SUCCESSFUL",
+        5,
+    )
+    tinydj.configure(config.database, clock=config.clock)

@@ -24,6 +24,7 @@ from .errors import (
     TinyDJError,
 )
 from .job import Job
+from .schedule import NaiveDatetimeWarning
 from .tasks import Task, enqueue, every, job, schedule, send_later
 from .worker import Worker
 
@@ -46,6 +47,7 @@ __all__ = [
     "HandlerError",
     "Job",
     "JobRunning",
+    "NaiveDatetimeWarning",
     "SerializationError",
     "Task",
     "TinyDJError",

@@ -12,9 +12,10 @@ from __future__ import annotations
 import threading
 from datetime import datetime, timedelta
 
+from .assertions import Enqueued, enqueued
 from .schedule import to_naive_utc, utcnow
 
-__all__ = ["FakeClock"]
+__all__ = ["Enqueued", "FakeClock", "enqueued"]
 
 
 class FakeClock:

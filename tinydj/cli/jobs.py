@@ -6,7 +6,9 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from .. import admin
+import peewee
+
+from .. import admin, results
 from ..config import Config
 from ..errors import JobRunning
 from ..redact import mask
@@ -20,7 +22,15 @@ from .base import (
     print_json,
     queue_type,
 )
-from .output import job_json, list_lines, show_lines, stats_json, stats_lines
+from .output import (
+    job_json,
+    list_lines,
+    result_json,
+    result_lines,
+    show_lines,
+    stats_json,
+    stats_lines,
+)
 
 # -- list, show, stats ---------------------------------------------------------------
 
@@ -53,13 +63,30 @@ def declare_show(p: argparse.ArgumentParser) -> None:
 
 
 def show(args: argparse.Namespace, config: Config) -> int:
-    job = get_job_or_fail(args.id)
+    kept = _kept_result(args.id, config)
+    job = admin.get_job(args.id)
+    if job is None and kept is None:
+        raise Fail(f"no such job: {args.id}")
     now = now_of(config)
     if args.json:
-        print_json(job_json(job, now))
-    else:
-        print("\n".join(show_lines(job, now)))
+        data = job_json(job, now) if job is not None else {"id": args.id, "state": "done"}
+        if kept is not None:
+            data["result"] = result_json(kept)
+        print_json(data)
+        return EXIT_OK
+    lines = show_lines(job, now) if job is not None else [f"job {args.id} is done (row deleted)"]
+    if kept is not None:
+        lines += result_lines(kept)
+    print("\n".join(lines))
     return EXIT_OK
+
+
+def _kept_result(job_id: int, config: Config) -> results.Result | None:
+    """The job's kept result (``tinydj.results``), if its task keeps them."""
+    try:
+        return results.get(job_id, config=config)
+    except peewee.DatabaseError:  # no results table yet, or it cannot be read
+        return None
 
 
 def stats(args: argparse.Namespace, config: Config) -> int:

@@ -6,12 +6,15 @@ tests can pin the exact output. Times are shown in UTC to the second.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ..admin import STATES, QueueStats, state_of
 from ..job import COLUMNS, Job
+from ..results import Result
 
 __all__ = [
     "ERROR_WIDTH",
@@ -197,3 +200,34 @@ def stats_json(stats: Sequence[QueueStats]) -> dict[str, Any]:
         return {**s.counts, "lag_seconds": lag}
 
     return {"queues": {s.queue: one(s) for s in stats}, "total": one(_total(stats))}
+
+
+def result_lines(kept: Result) -> list[str]:
+    """``tinydj show``'s lines for a kept result (``tinydj.results``)."""
+    lines = [
+        "result:",
+        f"    status       {kept.status}",
+        f"    attempts     {kept.attempts}",
+        f"    workers      {', '.join(kept.worker_ids) or '-'}",
+        f"    started_at   {_utc(kept.started_at)}",
+        f"    finished_at  {_utc(kept.finished_at)}",
+        f"    kept until   {_utc(kept.expires_at)}",
+    ]
+    if kept.status == "SUCCESSFUL":
+        lines.append(f"    value        {json.dumps(kept.value, ensure_ascii=False)}")
+    for error in kept.errors[-3:]:
+        lines.append(f"    error        {error.get('type', '')}: {error.get('message', '')}")
+    return lines
+
+
+def result_json(kept: Result) -> dict[str, Any]:
+    """A kept result for ``--json``: ISO 8601 UTC times."""
+    data = dataclasses.asdict(kept)
+    for name in ("enqueued_at", "started_at", "finished_at", "expires_at"):
+        value = data[name]
+        data[name] = None if value is None else value.isoformat() + "Z"
+    return data
+
+
+def _utc(value: datetime | None) -> str:
+    return "-" if value is None else f"{_when(value)} UTC"
