@@ -125,7 +125,7 @@ def test_worker_in_this_process_wakes_after_commit(engine: sqlalchemy.Engine) ->
             sample_jobs.record.send_later("x")
         assert woken == []  # not before the commit
     assert woken == [1]
-    store.remove_listener(store._listeners[0])
+    store.remove_listener(store.doorbell._callbacks[0])
 
 
 def test_using_a_bare_sqlite3_connection(sqlite_url: str) -> None:
