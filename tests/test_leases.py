@@ -163,6 +163,13 @@ tinydj.Worker(
 """
 
 
+def _stopped(pid: int) -> bool:
+    """True once every thread of process ``pid`` is stopped (state T)."""
+    tasks = Path(f"/proc/{pid}/task")
+    states = [(t / "stat").read_text().rsplit(")", 1)[1].split()[0] for t in tasks.iterdir()]
+    return all(state in ("T", "t") for state in states)
+
+
 def _spawn_script(procs: Processes, name: str, *args: str) -> subprocess.Popen[bytes]:
     log = procs.logs[name] = open(procs.log_path(name), "wb")
     proc = subprocess.Popen(
@@ -219,6 +226,9 @@ def test_a_frozen_worker_does_not_run_the_jobs_it_lost(
 
         wait_until(finished_rows_deleted, 30, "A to delete the rows of the jobs it finished")
         a.send_signal(signal.SIGSTOP)
+        # SIGSTOP takes effect asynchronously: until A is really stopped, its
+        # threads could still see the marker and run on.
+        wait_until(lambda: _stopped(a.pid), 10, "A to be stopped by SIGSTOP")
         marker.touch()  # the gates finish wherever they run from now on
 
         def leases_expired() -> bool:
