@@ -9,6 +9,7 @@
 - Postgres: a statement trigger that NOTIFYs listening workers, and an
   advisory lock around creation (CREATE TABLE IF NOT EXISTS races otherwise).
 - MySQL: DDL commits implicitly, so it runs on a connection of its own.
+- SQLite planner statistics: see ``write_planner_statistics``.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from .connection import Connection
 from .models import TABLE
 from .sql import MYSQL, SQLITE
 
-__all__ = ["Schema"]
+__all__ = ["Schema", "write_planner_statistics"]
 
 # Postgres: every INSERT statement into delayed_jobs notifies listening
 # workers when its transaction commits (a statement trigger, so a bulk insert
@@ -141,6 +142,7 @@ class Schema:
                 for name in missing:
                     conn.execute(SQLITE_TRIGGERS[name])
                 conn.execute(_SQLITE_BACKFILL)
+        write_planner_statistics(conn)
         return wal
 
     def _create_mysql(self) -> None:
@@ -167,3 +169,94 @@ class Schema:
             self._conn.execute(
                 f"ALTER TABLE {TABLE} ADD COLUMN interruptions INTEGER NOT NULL DEFAULT 0"
             )
+
+
+# -- SQLite planner statistics -------------------------------------------------
+#
+# Without statistics SQLite assumes about 10 rows per value of an index
+# column, too few for a skip-scan, so the reserve (``... WHERE run_at <= ?
+# ORDER BY priority, run_at, id``) walks ``delayed_jobs_ready`` from its start
+# past every row scheduled for later before it knows that fewer due rows
+# exist than its LIMIT: 70-300 ms at a million future rows, at every idle poll
+# and for every last batch. ANALYZE would tell the planner that a priority
+# value holds many rows, and it would then seek per priority (``ANY(priority)
+# AND run_at<?``, 0.05 ms), but nobody runs ANALYZE on a queue. SQLite lets
+# applications write ``sqlite_stat1`` themselves; tinydj writes rows that
+# describe a large queue (what ANALYZE reports for a million jobs in ten
+# priorities) for its own two reserve indexes and the table, whenever they
+# are missing or describe a nearly empty table (an ANALYZE that ran while the
+# queue was drained: with "3 rows" the planner scans and sorts the whole
+# table; with fewer rows per priority than a skip-scan needs it walks the
+# index). Other rows of ``sqlite_stat1`` (the
+# application's tables, real figures for tinydj's indexes) are left alone.
+# The statistics change plans only, never results.
+
+#: ``sqlite_stat1.stat`` rows: index -> (stat, position of the column that
+#: the skip-scan steps over). ``None`` is the table's own row count.
+_PLANNER_STATS: dict[str | None, tuple[str, int]] = {
+    None: ("1000000", 0),
+    "delayed_jobs_ready": ("1000000 100000 2 1", 1),
+    "delayed_jobs_queue_ready": ("1000000 100000 10000 2 1", 2),
+}
+#: SQLite skip-scans a column only if ANALYZE found at least 18 rows per
+#: value (whereLoopAddBtreeIndex's "TUNING" threshold, LogEst 42).
+_SKIP_SCAN_ROWS = 18
+#: Figures measured on fewer rows than this are a drained queue's snapshot.
+_MIN_ROWS = 10_000
+
+
+def _needs_statistics(stat: str | None, column: int) -> bool:
+    """True when a ``sqlite_stat1.stat`` value is missing, describes a nearly
+    empty table or would rule out a skip-scan."""
+    if stat is None:
+        return True
+    figures = stat.split()
+    try:
+        rows, per_value = int(figures[0]), int(figures[column])
+    except (IndexError, ValueError):
+        return True
+    return rows < _MIN_ROWS or (column > 0 and per_value < _SKIP_SCAN_ROWS)
+
+
+def write_planner_statistics(conn: Connection) -> bool:
+    """Give SQLite's planner statistics for tinydj's reserve indexes; True if written.
+
+    Runs in one ``BEGIN IMMEDIATE`` transaction (a savepoint inside the
+    caller's), so that processes creating the schema at once write the rows
+    once; then ``ANALYZE sqlite_schema`` makes this connection read them
+    (other connections read them when they next load the schema). A
+    read-only database is left as it is.
+    """
+    if conn.dialect is not SQLITE:
+        return False
+    try:
+        with conn.transaction():
+            return _write_statistics(conn)
+    except peewee.OperationalError as exc:
+        if "readonly" in str(exc).replace(" ", "").lower():
+            return False
+        raise
+
+
+def _write_statistics(conn: Connection) -> bool:
+    execute = conn.execute
+    if not execute("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_stat1'").fetchone():
+        execute("ANALYZE sqlite_master")  # creates sqlite_stat1, reads nothing
+    have: dict[str | None, str | None] = dict(
+        execute("SELECT idx, stat FROM sqlite_stat1 WHERE tbl = ?", (TABLE,)).fetchall()
+    )
+    stale = [
+        idx
+        for idx, (_, column) in _PLANNER_STATS.items()
+        if _needs_statistics(have.get(idx), column)
+    ]
+    if not stale:
+        return False
+    for idx in stale:
+        execute("DELETE FROM sqlite_stat1 WHERE tbl = ? AND idx IS ?", (TABLE, idx))
+        execute(
+            "INSERT INTO sqlite_stat1 (tbl, idx, stat) VALUES (?, ?, ?)",
+            (TABLE, idx, _PLANNER_STATS[idx][0]),
+        )
+    execute("ANALYZE sqlite_master")  # reload the statistics on this connection
+    return True
