@@ -8,6 +8,7 @@ Benchmarks only: nothing here is part of tinydj.
 
 from __future__ import annotations
 
+import json
 import queue
 import socket
 import sqlite3
@@ -146,5 +147,76 @@ def floor_drain(path: str, name: str) -> int:
             _huey_noop(row[1])
             conn.execute(FLOOR_DELETE, (row[0],))
             done += 1
+    finally:
+        conn.close()
+
+
+# -- the batched sqlite floor (issue 14) -----------------------------------------
+# The least tinydj's own design can do: one BEGIN IMMEDIATE transaction
+# deletes the batch finished last and locks the next BATCH due rows with one
+# UPDATE ... RETURNING; then each payload is json.loads'ed and its function
+# called. WAL, synchronous=NORMAL.
+
+BATCH = 128
+BATCHED_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS bjobs (id INTEGER PRIMARY KEY, "
+    "priority INTEGER NOT NULL DEFAULT 0, run_at REAL NOT NULL, locked_at REAL, "
+    "locked_by TEXT, payload TEXT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS bjobs_ready ON bjobs (priority, run_at, id) "
+    "WHERE locked_at IS NULL",
+)
+BATCHED_INSERT = "INSERT INTO bjobs (run_at, payload) VALUES (?, ?)"
+BATCHED_LOCK = (
+    "UPDATE bjobs SET locked_at = ?, locked_by = ? WHERE id IN ("
+    "SELECT id FROM bjobs WHERE locked_at IS NULL AND run_at <= ? "
+    f"ORDER BY priority, run_at, id LIMIT {BATCH}) RETURNING id, payload"
+)
+_DELETES: dict[int, str] = {}
+#: What a batched-floor payload's "f" names.
+FUNCTIONS = {"bench_jobs:noop": _huey_noop}
+
+
+def batched_payload(i: int) -> str:
+    return json.dumps({"f": "bench_jobs:noop", "args": [i]})
+
+
+def _delete_ids(n: int) -> str:
+    sql = _DELETES.get(n)
+    if sql is None:
+        sql = _DELETES[n] = f"DELETE FROM bjobs WHERE id IN ({', '.join(['?'] * n)})"
+    return sql
+
+
+def batched_connect(path: str) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, timeout=10.0, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=wal")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    for sql in BATCHED_SCHEMA:
+        conn.execute(sql)
+    return conn
+
+
+def batched_drain(path: str, name: str) -> int:
+    """Delete the last batch and lock the next in one transaction, until none is left."""
+    conn = batched_connect(path)
+    done: list[int] = []
+    total = 0
+    loads, functions = json.loads, FUNCTIONS
+    try:
+        while True:
+            now = time.time()
+            conn.execute("BEGIN IMMEDIATE")
+            if done:
+                conn.execute(_delete_ids(len(done)), done)
+            rows = conn.execute(BATCHED_LOCK, (now, name, now)).fetchall()
+            conn.execute("COMMIT")
+            if not rows:
+                return total
+            done = []
+            for job_id, payload in rows:
+                job = loads(payload)
+                functions[job["f"]](*job["args"])
+                done.append(job_id)
+            total += len(done)
     finally:
         conn.close()
