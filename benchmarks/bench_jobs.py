@@ -220,3 +220,18 @@ def batched_drain(path: str, name: str) -> int:
             total += len(done)
     finally:
         conn.close()
+
+
+def idle_reserves(store: Any, samples: int) -> list[float]:
+    """Seconds per tinydj reserve that finds nothing due (what an idle poll costs)."""
+    from datetime import UTC, datetime, timedelta
+
+    out = []
+    for _ in range(samples):
+        now = datetime.now(UTC).replace(tzinfo=None)
+        started = time.perf_counter()
+        got = store.reserve("bench-idle", now, now - timedelta(seconds=300), None, BATCH)
+        out.append(time.perf_counter() - started)
+        if got:
+            raise RuntimeError(f"an idle reserve found {len(got)} job(s)")
+    return out

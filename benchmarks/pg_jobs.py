@@ -14,12 +14,17 @@ The three contenders, each with its documented, default way of working:
   (list form); default dequeue batch (10).
 - procrastinate: an ``async def`` task ``noop`` on an ``App`` with the psycopg 3
   ``PsycopgConnector``; enqueued with ``batch_defer``; worker concurrency 1.
+- batched: issue 14's batched floor in bare psycopg2 (no framework): one
+  autocommit statement deletes the batch finished last and locks the next
+  128 due rows (``batched_worker``), then each payload is ``json.loads``'ed
+  and its function called.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -37,12 +42,14 @@ TABLES = {
         "procrastinate_jobs",
         "procrastinate_workers",
     ),
+    "batched": ("bjobs",),
 }
 #: The table a backlog lives in.
 QUEUE_TABLE = {
     "tinydj": "delayed_jobs",
     "pgqueuer": "pgqueuer",
     "procrastinate": "procrastinate_jobs",
+    "batched": "bjobs",
 }
 
 
@@ -125,6 +132,7 @@ UNFINISHED_SQL = {
     "procrastinate": (
         "SELECT EXISTS (SELECT 1 FROM procrastinate_jobs WHERE status IN ('todo', 'doing'))"
     ),
+    "batched": "SELECT EXISTS (SELECT 1 FROM bjobs)",
 }
 
 
@@ -170,6 +178,10 @@ def install(url: str, lib: str) -> None:
                 await conn.close()
 
         asyncio.run(go())
+    elif lib == "batched":
+        with pg(url) as cur:
+            for sql in BATCHED_SCHEMA:
+                cur.execute(sql)
     else:
         app = procrastinate_app(url)
         with app.open():
@@ -274,10 +286,77 @@ def tinydj_backlog(url: str, n: int, batch: int = 1000, *, stamped: bool = False
     config.store.close()
 
 
+# -- the batched floor (issue 14) -------------------------------------------------
+
+BATCHED_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS bjobs (id bigserial PRIMARY KEY, "
+    "priority integer NOT NULL DEFAULT 0, run_at timestamptz NOT NULL DEFAULT now(), "
+    "locked_at timestamptz, locked_by text, payload text NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS bjobs_ready ON bjobs (priority, run_at, id) "
+    "WHERE locked_at IS NULL",
+)
+#: One round trip per batch: delete the finished ids, lock and return the next.
+BATCHED_STEP = """
+    WITH done AS (DELETE FROM bjobs WHERE id = ANY(%s::bigint[])),
+    next AS (SELECT id FROM bjobs WHERE locked_at IS NULL AND run_at <= now()
+             ORDER BY priority, run_at, id LIMIT 128 FOR UPDATE SKIP LOCKED)
+    UPDATE bjobs SET locked_at = now(), locked_by = %s FROM next
+    WHERE bjobs.id = next.id RETURNING bjobs.id, bjobs.payload
+"""
+
+
+def _batched_noop(*args: Any) -> None:
+    pass
+
+
+BATCHED_FUNCTIONS = {"bench_jobs:noop": _batched_noop}
+
+
+def batched_backlog(url: str, n: int, batch: int = 1000) -> None:
+    from psycopg2.extras import execute_values
+
+    with pg(url) as cur:
+        for k in range(0, n, batch):
+            payloads = [
+                (json.dumps({"f": "bench_jobs:noop", "args": [i]}),)
+                for i in range(k, min(n, k + batch))
+            ]
+            execute_values(cur, "INSERT INTO bjobs (payload) VALUES %s", payloads)
+
+
+def batched_worker(url: str, ready: Callable[[], None], options: dict[str, Any]) -> None:
+    """Drain ``bjobs`` one batch per statement until a batch comes back empty."""
+    import os
+
+    import psycopg2
+
+    conn = psycopg2.connect(url)
+    conn.autocommit = True
+    cur = conn.cursor()
+    name = f"batched-{os.getpid()}"
+    loads, functions = json.loads, BATCHED_FUNCTIONS
+    ready()
+    done: list[int] = []
+    try:
+        while True:
+            cur.execute(BATCHED_STEP, (done, name))
+            rows = cur.fetchall()
+            if not rows:
+                return
+            done = []
+            for job_id, payload in rows:
+                job = loads(payload)
+                functions[job["f"]](*job["args"])
+                done.append(job_id)
+    finally:
+        conn.close()
+
+
 BACKLOG = {
     "tinydj": tinydj_backlog,
     "pgqueuer": pgqueuer_backlog,
     "procrastinate": procrastinate_backlog,
+    "batched": batched_backlog,
 }
 
 # -- rows scheduled far in the future (reserve cost at 1M rows) ----------------------

@@ -11,7 +11,12 @@ Measures (see benchmarks/POSTGRES.md):
 2. reserve+run of due jobs in an empty table and next to 1M rows scheduled in
    the future (after VACUUM ANALYZE);
 3. pickup latency with LISTEN/NOTIFY (every library's default), and
-   tinydj's with polling only.
+   tinydj's with polling only;
+4. cost flat as the table grows: tinydj draining due jobs, and the cost of an
+   idle poll, next to 10k, 100k and 1M rows scheduled for tomorrow.
+
+"batched" is issue 14's batched floor: the same work in bare psycopg2, one
+autocommit statement per 128 jobs (``pg_jobs.batched_worker``).
 
 Everything runs in databases of its own (``--db-name``, default
 ``tinydj_bench``, and ``tinydj_bench_filled`` for the 1M rows) that are
@@ -54,8 +59,10 @@ for _p in (ROOT, HERE):
 import common  # noqa: E402
 from common import child_env, run_child  # noqa: E402
 
-LIBS = ("tinydj", "pgqueuer", "procrastinate")
-GROUPS = ("drain", "reserve", "latency")
+LIBS = ("tinydj", "pgqueuer", "procrastinate", "batched")
+#: The queue libraries (the batched floor is not one: drains only).
+QUEUES = ("tinydj", "pgqueuer", "procrastinate")
+GROUPS = ("drain", "reserve", "latency", "flat")
 DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 #: Reference figures of issue 3 (pgqueuer on this 2-core machine).
 ISSUE_PGQUEUER = {1: 7_600, 4: 10_000}
@@ -147,10 +154,17 @@ def _procrastinate_worker(url: str, ready: Callable[[], None], options: dict[str
     asyncio.run(go())
 
 
+def _batched_worker(url: str, ready: Callable[[], None], options: dict[str, Any]) -> None:
+    import pg_jobs
+
+    pg_jobs.batched_worker(url, ready, options)
+
+
 WORKERS: dict[str, Callable[[str, Callable[[], None], dict[str, Any]], None]] = {
     "tinydj": _tinydj_worker,
     "pgqueuer": _pgqueuer_worker,
     "procrastinate": _procrastinate_worker,
+    "batched": _batched_worker,
 }
 
 
@@ -217,6 +231,12 @@ def _fork_and_time(
             collect(EMPTY_POLL)
             if errors:
                 raise RuntimeError(f"{lib} worker failed:\n{errors[0]}")
+            if len(ends) == workers:
+                # All returned between two looks (a fast worker): look once more.
+                cur.execute(pg_jobs.UNFINISHED_SQL[lib])
+                if not cur.fetchone()[0]:
+                    emptied = max(ends)
+                    break
             if len(ends) == workers or now > deadline:
                 raise RuntimeError(f"{lib}: the table was not emptied (workers done: {len(ends)})")
         while len(ends) + len(errors) < workers:
@@ -494,6 +514,39 @@ def scn_reserve(p: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def scn_flat(p: dict[str, Any]) -> dict[str, Any]:
+    """tinydj next to the future rows: ``work_off(jobs)`` of due jobs (rate),
+    then the cost of a reserve that finds nothing (an idle poll)."""
+    import bench_jobs
+    import pg_jobs
+
+    import tinydj
+
+    url, jobs = p["url"], p["jobs"]
+    before = pg_jobs.pending(url, "tinydj")
+    config = tinydj.configure(url)
+    worker = tinydj.Worker(threads=1, config=config)
+    pg_jobs.tinydj_backlog(url, 20)
+    worker.work_off(20)  # connection, imports, adaptive batch size
+    pg_jobs.tinydj_backlog(url, jobs)
+    started = time.perf_counter()
+    ok, failed = worker.work_off(jobs)
+    took = time.perf_counter() - started
+    if (ok, failed) != (jobs, 0):
+        raise RuntimeError(f"work_off({jobs}) returned {(ok, failed)}")
+    idle = bench_jobs.idle_reserves(config.store, 50)
+    config.store.close()
+    left = pg_jobs.pending(url, "tinydj") - before
+    if left:
+        raise RuntimeError(f"{left} due jobs left")
+    return {
+        "filler": before,
+        "jobs": jobs,
+        "rate": jobs / took,
+        "idle_ms": statistics.median(idle) * 1000,
+    }
+
+
 # -- pickup latency -----------------------------------------------------------------
 
 
@@ -656,6 +709,7 @@ SCENARIOS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "reserve_fill": scn_reserve_fill,
     "reserve": scn_reserve,
     "latency": scn_latency,
+    "flat": scn_flat,
 }
 
 
@@ -718,7 +772,11 @@ def plan_sizes(args: argparse.Namespace) -> dict[str, Any]:
         "workers": [1, 2, 4, 8],
         "reserve_rows": 1_000_000,
         # pgqueuer's reserve figures are context only: skipped by --quick.
-        "reserve_libs": ["tinydj", "procrastinate"] if quick else list(LIBS),
+        "reserve_libs": ["tinydj", "procrastinate"] if quick else list(QUEUES),
+        # cost flat as the table grows (tinydj only)
+        "flat_rows": [10_000, 100_000, 1_000_000],
+        "flat_jobs": 1_000 if quick else 2_000,
+        "flat_reps": 1 if quick else 3,
         "reserve_jobs": 1_000 if quick else 2_000,
         # procrastinate runs about 4 jobs/s next to 1M future rows.
         "reserve_jobs_procrastinate": 20 if quick else 100,
@@ -785,6 +843,40 @@ def _reserve_lib(
         if int(key):  # the filled rows are not needed any more
             runner.run("reserve_fill", {"lib": lib, "rows": 0, "url": u})
     return entry
+
+
+def _flat(runner: Runner, args: argparse.Namespace, sizes: dict[str, Any]) -> dict[str, Any]:
+    """tinydj next to 10k, 100k, 1M future rows, in a database of its own."""
+    flat_db = f"{args.db_name}_flat"
+    flat_url = with_db(args.server, flat_db)
+    admin(
+        args.server,
+        f'DROP DATABASE IF EXISTS "{flat_db}" WITH (FORCE)',
+        f'CREATE DATABASE "{flat_db}"',
+    )
+    out: dict[str, Any] = {}
+    try:
+        if not runner.run("install", {"libs": ["tinydj"], "url": flat_url}):
+            return out
+        for rows in sizes["flat_rows"]:
+            if not runner.run("reserve_fill", {"lib": "tinydj", "rows": rows, "url": flat_url}):
+                continue
+            params = {"jobs": sizes["flat_jobs"], "url": flat_url}
+            runner.run("flat", params)  # untimed: the first due jobs after a bulk fill
+            runs = [runner.run("flat", params) for _ in range(sizes["flat_reps"])]
+            ok = [r for r in runs if r]
+            if ok:
+                out[str(rows)] = {
+                    "rows": rows,
+                    "rate": median_of(ok, "rate"),
+                    "idle_ms": median_of(ok, "idle_ms"),
+                    "runs": [r["rate"] for r in ok],
+                }
+    finally:
+        if not args.keep_db:
+            with contextlib.suppress(Exception):
+                admin(args.server, f'DROP DATABASE IF EXISTS "{flat_db}" WITH (FORCE)')
+    return out
 
 
 def run_all(args: argparse.Namespace) -> dict[str, Any]:
@@ -864,10 +956,14 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
                     with contextlib.suppress(Exception):
                         admin(args.server, f'DROP DATABASE IF EXISTS "{filled_db}" WITH (FORCE)')
 
+        if "flat" in groups and "tinydj" in libs:
+            print("flat ...", file=sys.stderr)
+            res["flat"] = _flat(runner, args, sizes)
+
         if "latency" in groups:
             print("latency ...", file=sys.stderr)
             lat: dict[str, Any] = {}
-            for lib in libs:
+            for lib in [x for x in libs if x in QUEUES]:
                 lat[f"{lib} notify"] = runner.run(
                     "latency", {"lib": lib, "samples": sizes["latency_samples"]}
                 )
@@ -909,7 +1005,7 @@ def _rate(v: float | None) -> str:
 
 def render(out: dict[str, Any]) -> str:
     res, s, libs = out["results"], out["sizes"], out["libs"]
-    head = ("measure", *LIBS, "tinydj/pgqueuer", "tinydj/procrastinate")
+    head = ("measure", *LIBS, "tinydj/pgqueuer", "tinydj/procrastinate", "tinydj/batched")
     rows: list[tuple[str, ...]] = []
 
     def row(label: str, values: dict[str, float | None], fmt: Callable[[float | None], str],
@@ -921,6 +1017,7 @@ def render(out: dict[str, Any]) -> str:
                 *(fmt(values.get(lib)) if lib in libs else "" for lib in LIBS),
                 _ratio(t, values.get("pgqueuer")) if ratios else "",
                 _ratio(t, values.get("procrastinate")) if ratios else "",
+                _ratio(t, values.get("batched")) if ratios else "",
             )
         )
 
@@ -959,6 +1056,18 @@ def render(out: dict[str, Any]) -> str:
             lambda v: "—" if v is None else f"{v:.2f}",
             ratios=False,
         )
+    flat = res.get("flat") or {}
+    base = next(iter(flat.values()), None)
+    for key, r in flat.items():
+        pad = [""] * (len(head) - 3)
+        rows.append(
+            (f"cost flat: reserve+run {s['flat_jobs']:,} due + {int(key):,} future",
+             _rate(r["rate"]), *pad, f"{base['rate'] / r['rate']:.2f}x of first")
+        )  # fmt: skip
+        rows.append(
+            (f"cost flat: idle poll, {int(key):,} future", f"{r['idle_ms']:.2f} ms", *pad,
+             f"{r['idle_ms'] / base['idle_ms']:.2f}x of first")
+        )  # fmt: skip
     lat = res.get("latency") or {}
 
     def ms(v: float | None) -> str:
@@ -1036,7 +1145,28 @@ def expectations(out: dict[str, Any]) -> list[str]:
             f"  [{' MET ' if ok else 'MISS '}] pickup within a few ms with NOTIFY (p50 < 10 ms): "
             f"{notify:.2f} ms"
         )
-    return ["expectations (issue 3):", *lines] if lines else []
+    for w in ("1", "4"):
+        t = _get(drain, w, "tinydj", "rate")
+        b = _get(drain, w, "batched", "rate")
+        if t and b:
+            ok = t >= 0.4 * b
+            lines.append(
+                f"  [{' MET ' if ok else 'MISS '}] issue 14: drain with {w} worker(s) >= 40% of "
+                f"the batched floor: {t / b:.0%} ({t:,.0f} vs {b:,.0f}/s)"
+            )
+    flat = [v for v in (res.get("flat") or {}).values() if v]
+    if len(flat) > 1:
+        lo, hi = flat[0], flat[-1]
+        for what, slower in (
+            ("reserve+run rate", lo["rate"] / hi["rate"]),
+            ("idle poll cost", hi["idle_ms"] / lo["idle_ms"]),
+        ):
+            ok = slower <= 1.3
+            lines.append(
+                f"  [{' MET ' if ok else 'MISS '}] issue 14: {what} at {hi['rows']:,} future rows "
+                f"within 1.3x of {lo['rows']:,}: {slower:.2f}x"
+            )
+    return ["expectations (issues 3 and 14):", *lines] if lines else []
 
 
 def plan_summary(out: dict[str, Any]) -> list[str]:
@@ -1102,7 +1232,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="smaller sizes, about 1-2 minutes")
     parser.add_argument("--json", metavar="PATH", help="write results as JSON (- for stdout); "
                         "default benchmarks/results/postgres-latest.json")  # fmt: skip
-    parser.add_argument("--libs", default=",".join(LIBS), help="comma list (default: all three)")
+    parser.add_argument("--libs", default=",".join(LIBS), help="comma list (default: all four)")
     parser.add_argument("--only", metavar="GROUPS", help=f"comma list of {','.join(GROUPS)}")
     parser.add_argument("--server", default=os.environ.get("TINYDJ_BENCH_PG_URL", DEFAULT_SERVER),
                         help="URL of a database to run CREATE/DROP DATABASE from "
@@ -1120,6 +1250,15 @@ def main(argv: list[str] | None = None) -> int:
         help="worker process counts, comma list (1,2,4,8)",
     )
     parser.add_argument("--reserve-rows", type=int, help="future rows (1,000,000)")
+    parser.add_argument(
+        "--flat-rows",
+        type=lambda t: [int(x) for x in t.split(",")],
+        help="future rows of the cost-flat group, comma list (10000,100000,1000000)",
+    )
+    parser.add_argument(
+        "--flat-jobs", type=int, help="due jobs per cost-flat run (2,000; quick 1,000)"
+    )
+    parser.add_argument("--flat-reps", type=int, help="repetitions per cost-flat size (3; quick 1)")
     parser.add_argument(
         "--reserve-libs",
         type=lambda t: [x for x in t.split(",") if x],
@@ -1150,9 +1289,10 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown libraries: {', '.join(sorted(unknown))}")
     for lib in args.libs.split(","):
-        module = {"tinydj": "psycopg2", "pgqueuer": "asyncpg", "procrastinate": "psycopg"}[lib]
+        module = {"tinydj": "psycopg2", "pgqueuer": "asyncpg", "procrastinate": "psycopg",
+                  "batched": "psycopg2"}[lib]  # fmt: skip
         try:
-            __import__(lib)
+            __import__(lib if lib != "batched" else "psycopg2")
             __import__(module)
         except ImportError as exc:
             parser.error(f"{exc}: pip install pgqueuer procrastinate asyncpg 'psycopg[binary]' "

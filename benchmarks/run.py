@@ -587,21 +587,6 @@ def _without_statistics(path: str) -> None:
     conn.close()
 
 
-def _idle_reserves(store: Any, samples: int) -> list[float]:
-    """Seconds per reserve that finds nothing due (what every idle poll costs)."""
-    from datetime import UTC, datetime, timedelta
-
-    out = []
-    for _ in range(samples):
-        now = datetime.now(UTC).replace(tzinfo=None)
-        started = time.perf_counter()
-        got = store.reserve("bench-idle", now, now - timedelta(seconds=300), None, 128)
-        out.append(time.perf_counter() - started)
-        if got:
-            raise RuntimeError(f"an idle reserve found {len(got)} job(s)")
-    return out
-
-
 def scn_reserve(p: dict[str, Any]) -> dict[str, Any]:
     """Enqueue ``jobs`` due jobs into a filled table, drain them with one worker
     thread (``start(exit_on_complete=True)``: its last reserve finds nothing, as
@@ -627,7 +612,7 @@ def scn_reserve(p: dict[str, Any]) -> dict[str, Any]:
     worker.join()
     took = time.perf_counter() - started
     worker.stop()
-    idle = _idle_reserves(config.store, p.get("idle", 20))
+    idle = bench_jobs.idle_reserves(config.store, p.get("idle", 20))
     plan = None
     if p.get("plan"):
         # How SQLite runs the statements of one reserve (diagnostic): the SQL
