@@ -11,7 +11,7 @@ are medians over ``--reps`` repetitions, interleaved between the libraries so
 that drift of the machine hits all of them alike. See benchmarks/README.md for
 what each figure means and how it is measured.
 
-Benchmarks are not tests: nothing here asserts; the targets of issue 4 are
+Benchmarks are not tests: nothing here asserts; the targets of issue 14 are
 reported as met or missed.
 """
 
