@@ -221,13 +221,14 @@ def _needs_statistics(stat: str | None, column: int) -> bool:
 def write_planner_statistics(conn: Connection) -> bool:
     """Give SQLite's planner statistics for tinydj's reserve indexes; True if written.
 
-    Runs in one ``BEGIN IMMEDIATE`` transaction (a savepoint inside the
-    caller's), so that processes creating the schema at once write the rows
-    once; then ``ANALYZE sqlite_schema`` makes this connection read them
-    (other connections read them when they next load the schema). A
-    read-only database is left as it is.
+    A read first; only if rows are missing or stale, one ``BEGIN IMMEDIATE``
+    transaction (a savepoint inside the caller's) looks again and writes them,
+    so that processes creating the schema at once write them once. Then
+    ``ANALYZE sqlite_master`` makes this connection read them (other
+    connections read them when they next load the schema). A read-only
+    database is left as it is.
     """
-    if conn.dialect is not SQLITE:
+    if conn.dialect is not SQLITE or not _stale_statistics(conn):
         return False
     try:
         with conn.transaction():
@@ -238,18 +239,26 @@ def write_planner_statistics(conn: Connection) -> bool:
         raise
 
 
-def _write_statistics(conn: Connection) -> bool:
+def _stale_statistics(conn: Connection) -> list[str | None]:
+    """The entries of ``_PLANNER_STATS`` whose ``sqlite_stat1`` row is missing or stale."""
     execute = conn.execute
     if not execute("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_stat1'").fetchone():
-        execute("ANALYZE sqlite_master")  # creates sqlite_stat1, reads nothing
+        return list(_PLANNER_STATS)
     have: dict[str | None, str | None] = dict(
         execute("SELECT idx, stat FROM sqlite_stat1 WHERE tbl = ?", (TABLE,)).fetchall()
     )
-    stale = [
+    return [
         idx
         for idx, (_, column) in _PLANNER_STATS.items()
         if _needs_statistics(have.get(idx), column)
     ]
+
+
+def _write_statistics(conn: Connection) -> bool:
+    execute = conn.execute
+    if not execute("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_stat1'").fetchone():
+        execute("ANALYZE sqlite_master")  # creates sqlite_stat1, reads nothing
+    stale = _stale_statistics(conn)  # again, under the write lock
     if not stale:
         return False
     for idx in stale:
