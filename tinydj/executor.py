@@ -9,6 +9,7 @@ raises after the work is done is logged; it does not make the job run again.
 
 from __future__ import annotations
 
+import contextvars
 import inspect
 import logging
 import time
@@ -16,15 +17,15 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from . import serialize
+from . import current, serialize
 from .config import Config
 from .errors import HandlerError
 from .job import Job
-from .outcome import Outcome, Policy
+from .outcome import Kind, Outcome, Policy
 from .schedule import to_naive_utc
 from .timeouts import MainThreadAlarm, complete, run_with_timeout
 
-__all__ = ["Executor", "call_hook", "call_hook_guarded"]
+__all__ = ["Executor", "call_hook", "call_hook_guarded", "cancelled"]
 
 log = logging.getLogger("tinydj.worker")
 
@@ -52,6 +53,31 @@ def call_hook_guarded(target: object | None, name: str, job: Job, *args: Any) ->
         log.exception("the %s hook of job %s raised", name, job.id)
 
 
+def cancelled(outcome: Outcome | None) -> Outcome:
+    """The outcome of a job cancelled while it ran (``outcome``: how its run
+    ended; None: it never started). It fails at once, without retries (a
+    recurring row keeps its schedule); ``last_error`` starts ``Cancelled:``."""
+    error = (
+        "Cancelled: tinydj.cancel was requested while the job ran; it is not retried "
+        "(tinydj retry ID runs it again)"
+    )
+    if outcome is None:
+        error = "Cancelled: tinydj.cancel was requested before the job started; it did not run"
+    elif (
+        outcome.kind is Kind.FAILED
+        and outcome.error
+        and not outcome.error.startswith("JobCancelled")
+    ):
+        error += "\nIt ended with: " + outcome.error
+    return Outcome(
+        Kind.GAVE_UP,
+        outcome.seconds if outcome else 0.0,
+        error=error,
+        summary=error.split("\n", 1)[0],
+        hooks=outcome.hooks if outcome else None,
+    )
+
+
 class Executor:
     """Runs one loaded job at a time for a worker.
 
@@ -76,9 +102,27 @@ class Executor:
         self.job_timeout = job_timeout
         self._now = now
         self._alarm = alarm
+        self._worker = str(getattr(owner, "name", ""))
 
     def run(self, job: Job) -> Outcome:
-        """Run ``job``; ``ShutdownInterrupt`` and ``KeyboardInterrupt`` pass through."""
+        """Run ``job``; ``ShutdownInterrupt`` and ``KeyboardInterrupt`` pass through.
+
+        While it runs, ``tinydj.current_job()`` returns it. A job whose cancel
+        request (``tinydj.cancel``) reached the worker before it ended fails
+        at once, without retries, with a ``Cancelled:`` error (see ``cancelled``).
+        """
+        entry, token = current.enter(job, self._worker)
+        try:
+            if entry.cancel_requested:  # asked before it started: not run at all
+                return cancelled(None)
+            outcome = self._run(job, entry)
+        finally:
+            current.leave(entry, token)
+        if entry.cancel_requested and outcome.kind in (Kind.SUCCEEDED, Kind.FAILED):
+            return cancelled(outcome)
+        return outcome
+
+    def _run(self, job: Job, entry: current.CurrentJob) -> Outcome:
         started = time.perf_counter()
         if log.isEnabledFor(logging.DEBUG):
             log.debug("Job %s (id=%s) RUNNING", job.name, job.id, extra={"action": "start_job"})
@@ -103,7 +147,7 @@ class Executor:
         try:
             if hooks is not None:
                 call_hook(hooks, "before", job)
-            value = self._call(call, hooks)
+            value = self._call(call, hooks, entry)
         except (Exception, SystemExit) as exc:  # sys.exit() in a job fails it
             if hooks is not None:
                 call_hook_guarded(hooks, "error", job, exc)
@@ -129,13 +173,20 @@ class Executor:
         except Exception:
             log.exception("could not record the result of job %s", job.id)
 
-    def _call(self, call: serialize.Call, hooks: object | None) -> Any:
+    def _call(self, call: serialize.Call, hooks: object | None, entry: current.CurrentJob) -> Any:
         timeout = self._timeout_for(call, hooks)
         alarm = self._alarm()
+
+        def invoke() -> Any:
+            result = call.fn(*call.args, **call.kwargs)
+            # An async def job's task can be cancelled (tinydj.cancel).
+            return entry.watch(result) if inspect.iscoroutine(result) else result
+
         if timeout is None and alarm is None:
-            return complete(call.fn(*call.args, **call.kwargs))  # the common case: no deadline
+            return complete(invoke())  # the common case: no deadline
+        context = contextvars.copy_context()  # current_job() in a deadline's thread
         return run_with_timeout(
-            lambda: call.fn(*call.args, **call.kwargs),
+            lambda: context.run(invoke),
             timeout,
             alarm,
             is_async=inspect.iscoroutinefunction(getattr(call.fn, "fn", call.fn)),

@@ -32,6 +32,7 @@ import time
 from collections.abc import Callable, Iterable
 from datetime import datetime
 
+from . import current
 from .store import Store
 
 __all__ = ["LOST_AFTER", "LeaseKeeper"]
@@ -165,11 +166,13 @@ class LeaseKeeper:
 
     def drop(self, ids: Iterable[int]) -> None:
         """The worker no longer holds ``ids`` (finished, released)."""
+        ids = tuple(ids)
         with self._lock:
             for job_id in ids:
                 self._confirmed.pop(job_id, None)
                 self._started.discard(job_id)
                 self._lost.discard(job_id)
+        current.forget(self.worker, ids)
 
     def held(self) -> list[int]:
         """The ids this worker holds, in order."""
@@ -184,6 +187,16 @@ class LeaseKeeper:
             with self._lock:
                 snapshot = dict(self._confirmed)
             self._verify(snapshot)
+            if snapshot:
+                self._cancel_requests()
+
+    def _cancel_requests(self) -> None:
+        """Tell the held jobs with a ``tinydj.cancel`` request (``tinydj.current``)."""
+        requested = self.store.cancel_requests(self.worker)
+        if requested:
+            with self._lock:
+                held = requested.intersection(self._confirmed)
+            current.request(self.worker, held)
 
     def _verify(self, snapshot: dict[int, float]) -> None:
         """Renew the leases of ``snapshot`` (id -> confirmation when taken);
