@@ -71,3 +71,16 @@ async def waits_async(limit: float = 60.0) -> None:
 def who_am_i() -> None:
     current = tinydj.current_job()
     calls.append(None if current is None else (current.id, current.cancel_requested))
+
+
+@job
+async def async_who_am_i() -> None:
+    await asyncio.sleep(0)
+    current = tinydj.current_job()
+    calls.append(None if current is None else current.id)
+
+
+@job(timeout=30)
+def who_am_i_with_deadline() -> None:
+    current = tinydj.current_job()
+    calls.append(None if current is None else current.id)

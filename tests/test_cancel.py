@@ -51,6 +51,16 @@ def test_current_job_is_none_outside_a_job(config: tinydj.Config, worker: tinydj
     assert tinydj.current_job() is None
 
 
+def test_current_job_in_async_jobs_and_under_a_deadline(
+    config: tinydj.Config, worker: tinydj.Worker
+) -> None:
+    a = flow_jobs.async_who_am_i.send_later()
+    b = flow_jobs.who_am_i_with_deadline.send_later()
+    worker.work_off()
+    assert sorted(flow_jobs.calls) == sorted([a.id, b.id])
+    assert tinydj.current_job() is None
+
+
 @pytest.fixture
 def running_worker(config: tinydj.Config) -> Iterator[tinydj.Worker]:
     """A real worker whose leases (and so cancel requests) renew every 0.25 s."""

@@ -1,11 +1,11 @@
 """The job running now, and the cancel requests of the jobs of this process.
 
 ``current_job()`` returns a ``CurrentJob`` inside a job that a worker runs
-(a context variable the executor sets; ``None`` elsewhere, ``immediate``
-mode included). Its ``cancel_requested`` turns true once the worker has seen
-a ``tinydj.cancel`` of the job: the lease renewal thread asks the table for
-cancel requests after each renewal (every ``lock_timeout / 4`` seconds) and
-calls ``request(worker, ids)``. An ``async def`` job's task is then
+(a context variable the executor sets in the thread that calls the job;
+``None`` elsewhere, ``immediate`` mode included). Its ``cancel_requested``
+turns true once the worker has seen a ``tinydj.cancel`` of the job: the
+lease renewal thread asks the table for cancel requests after each renewal
+(every ``lock_timeout / 4`` seconds) and calls ``request(worker, ids)``. An ``async def`` job's task is then
 cancelled; a sync job polls the flag (or calls ``raise_if_cancelled()``).
 """
 
@@ -24,11 +24,13 @@ from .job import Job
 __all__ = [
     "CurrentJob",
     "JobCancelled",
+    "Running",
     "current_job",
-    "enter",
     "forget",
-    "leave",
     "request",
+    "reset_current",
+    "running",
+    "set_current",
 ]
 
 
@@ -85,6 +87,7 @@ class CurrentJob:
         me = asyncio.current_task()
         assert me is not None
         self._task = (asyncio.get_running_loop(), me)
+        token = set_current(self)
         try:
             if self._requested:
                 coro.close()
@@ -96,15 +99,46 @@ class CurrentJob:
             raise JobCancelled(f"job {self.job.id} was cancelled while it awaited") from None
         finally:
             self._task = None
+            reset_current(token)
 
 
 _current: contextvars.ContextVar[CurrentJob | None] = contextvars.ContextVar(
     "tinydj_current_job", default=None
 )
 _lock = threading.Lock()
-_running: dict[tuple[str, int], CurrentJob] = {}
-#: Requests seen for jobs reserved but not started yet.
-_pending: set[tuple[str, int]] = set()
+
+
+class Running:
+    """The jobs one worker (by name) runs now, and the cancel requests its
+    renewal thread saw for jobs it holds but has not started."""
+
+    __slots__ = ("jobs", "pending")
+
+    def __init__(self) -> None:
+        self.jobs: dict[int, CurrentJob] = {}
+        self.pending: set[int] = set()
+
+    def enter(self, job: Job, worker: str) -> CurrentJob:
+        """``job`` starts (the executor): register it."""
+        entry = self.jobs[job.id] = CurrentJob(job, worker)
+        if self.pending and job.id in self.pending:
+            with _lock:
+                self.pending.discard(job.id)
+            entry._requested = True
+        return entry
+
+    def leave(self, entry: CurrentJob) -> None:
+        """``entry``'s run ended (the executor)."""
+        self.jobs.pop(entry.job.id, None)
+
+
+_workers: dict[str, Running] = {}
+
+
+def running(worker: str) -> Running:
+    """The ``Running`` registry of the worker named ``worker``."""
+    with _lock:
+        return _workers.setdefault(worker, Running())
 
 
 def current_job() -> CurrentJob | None:
@@ -112,32 +146,25 @@ def current_job() -> CurrentJob | None:
     return _current.get()
 
 
-def enter(job: Job, worker: str) -> tuple[CurrentJob, contextvars.Token[CurrentJob | None]]:
-    """Make ``job`` the current job (the executor, before it runs it)."""
-    entry = CurrentJob(job, worker)
-    key = (worker, job.id)
-    _running[key] = entry
-    if _pending and key in _pending:
-        with _lock:
-            _pending.discard(key)
-        entry._requested = True
-    return entry, _current.set(entry)
+def set_current(entry: CurrentJob) -> contextvars.Token[CurrentJob | None]:
+    """Make ``entry`` what ``current_job()`` returns in this context (the
+    executor, in the thread that calls the job; ``watch``, in its task)."""
+    return _current.set(entry)
 
 
-def leave(entry: CurrentJob, token: contextvars.Token[CurrentJob | None]) -> None:
-    """The current job ended (the executor, after it ran)."""
+def reset_current(token: contextvars.Token[CurrentJob | None]) -> None:
     _current.reset(token)
-    _running.pop((entry.worker, entry.job.id), None)
 
 
 def request(worker: str, ids: Iterable[int]) -> None:
     """The worker ``worker`` saw cancel requests for ``ids`` (renewal thread)."""
+    registry = running(worker)
     entries = []
     with _lock:
         for job_id in ids:
-            entry = _running.get((worker, job_id))
+            entry = registry.jobs.get(job_id)
             if entry is None:
-                _pending.add((worker, job_id))
+                registry.pending.add(job_id)
             else:
                 entries.append(entry)
     for entry in entries:
@@ -146,7 +173,8 @@ def request(worker: str, ids: Iterable[int]) -> None:
 
 def forget(worker: str, ids: Iterable[int]) -> None:
     """``worker`` no longer holds ``ids``: drop their pending requests."""
-    if not _pending:  # the common case, without the lock
+    registry = _workers.get(worker)
+    if registry is None or not registry.pending:  # the common case, without the lock
         return
     with _lock:
-        _pending.difference_update((worker, job_id) for job_id in ids)
+        registry.pending.difference_update(ids)

@@ -9,7 +9,6 @@ raises after the work is done is logged; it does not make the job run again.
 
 from __future__ import annotations
 
-import contextvars
 import inspect
 import logging
 import time
@@ -103,6 +102,7 @@ class Executor:
         self._now = now
         self._alarm = alarm
         self._worker = str(getattr(owner, "name", ""))
+        self._running = current.running(self._worker)
 
     def run(self, job: Job) -> Outcome:
         """Run ``job``; ``ShutdownInterrupt`` and ``KeyboardInterrupt`` pass through.
@@ -111,13 +111,13 @@ class Executor:
         request (``tinydj.cancel``) reached the worker before it ended fails
         at once, without retries, with a ``Cancelled:`` error (see ``cancelled``).
         """
-        entry, token = current.enter(job, self._worker)
+        entry = self._running.enter(job, self._worker)
         try:
             if entry.cancel_requested:  # asked before it started: not run at all
                 return cancelled(None)
             outcome = self._run(job, entry)
         finally:
-            current.leave(entry, token)
+            self._running.leave(entry)
         if entry.cancel_requested and outcome.kind in (Kind.SUCCEEDED, Kind.FAILED):
             return cancelled(outcome)
         return outcome
@@ -177,16 +177,19 @@ class Executor:
         timeout = self._timeout_for(call, hooks)
         alarm = self._alarm()
 
-        def invoke() -> Any:
-            result = call.fn(*call.args, **call.kwargs)
+        def invoke() -> Any:  # in the thread that runs the job
+            token = current.set_current(entry)
+            try:
+                result = call.fn(*call.args, **call.kwargs)
+            finally:
+                current.reset_current(token)
             # An async def job's task can be cancelled (tinydj.cancel).
             return entry.watch(result) if inspect.iscoroutine(result) else result
 
         if timeout is None and alarm is None:
             return complete(invoke())  # the common case: no deadline
-        context = contextvars.copy_context()  # current_job() in a deadline's thread
         return run_with_timeout(
-            lambda: context.run(invoke),
+            invoke,
             timeout,
             alarm,
             is_async=inspect.iscoroutinefunction(getattr(call.fn, "fn", call.fn)),
