@@ -5,8 +5,9 @@
 ``None`` elsewhere, ``immediate`` mode included). Its ``cancel_requested``
 turns true once the worker has seen a ``tinydj.cancel`` of the job: the
 lease renewal thread asks the table for cancel requests after each renewal
-(every ``lock_timeout / 4`` seconds) and calls ``request(worker, ids)``. An ``async def`` job's task is then
-cancelled; a sync job polls the flag (or calls ``raise_if_cancelled()``).
+(every ``lock_timeout / 4`` seconds) and calls ``request(worker, ids)``.
+An ``async def`` job's task is then cancelled; a sync job polls the flag
+(or calls ``raise_if_cancelled()``).
 """
 
 from __future__ import annotations
