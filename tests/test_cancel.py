@@ -78,7 +78,7 @@ def _running(job_id: int) -> None:
 
 
 def test_a_running_sync_job_sees_the_request_and_is_not_retried(
-    config: tinydj.Config, running_worker: tinydj.Worker
+    config: tinydj.Config, running_worker: tinydj.Worker, capsys: pytest.CaptureFixture[str]
 ) -> None:
     job = flow_jobs.polls_cancel.send_later()
     _running(job.id)
@@ -88,6 +88,10 @@ def test_a_running_sync_job_sees_the_request_and_is_not_retried(
     assert flow_jobs.calls == [("stopped", job.id)]
     assert row.attempts == 1 and not row.locked
     assert (row.last_error or "").startswith("Cancelled: tinydj.cancel was requested")
+    capsys.readouterr()
+    assert main(["show", str(job.id), "--database", config.url or ""]) == 0
+    out = capsys.readouterr().out
+    assert "failed" in out and "Cancelled: tinydj.cancel was requested" in out
 
 
 def test_an_async_job_is_cancelled(config: tinydj.Config, running_worker: tinydj.Worker) -> None:

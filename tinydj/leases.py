@@ -22,6 +22,11 @@ The runner asks ``begin(job_id)`` before it starts each reserved job; a job
 whose lease is lost is not started (the runner releases it: the release only
 touches rows the worker still holds, so it is harmless if the lease was in
 fact still held). Each loss is logged once, in one warning naming the ids.
+
+After each renewal round the keeper also asks which held jobs have a cancel
+request (``tinydj.cancel``: one small SELECT on the ``locked_by`` index) and
+hands them to ``tinydj.current``, which flags (and for ``async def`` jobs
+cancels) the running ones.
 """
 
 from __future__ import annotations
