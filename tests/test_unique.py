@@ -120,6 +120,14 @@ def test_bad_unique_options_fail_at_decoration() -> None:
     assert uniqueness(True, "1h") == Uniqueness(False, timedelta(hours=1))
 
 
+def test_schedule_keys_may_not_look_like_unique_keys(config: tinydj.Config) -> None:
+    class Sweep:
+        def perform(self) -> None: ...
+
+    with pytest.raises(ValueError, match="'~w:mine'"):
+        tinydj.schedule(Sweep(), every="1h", key="~w:mine")
+
+
 def test_an_overlong_key_is_hashed(config: tinydj.Config) -> None:
     job = flow_jobs.notify.with_options(key="k" * 400).send_later("x")
     assert job.key is not None and len(job.key) <= 255 and job.key.startswith("~w:")

@@ -23,7 +23,7 @@ from .job import Job
 from .recurrence import Cron, Interval, Recurrence
 from .schedule import parse_delay, parse_every, to_naive_utc, warn_if_naive
 from .store import NewJob
-from .unique import Uniqueness, explicit_key, uniqueness
+from .unique import UNIQUE_PREFIX, Uniqueness, explicit_key, uniqueness
 
 __all__ = [
     "DEFAULT_QUEUE",
@@ -407,6 +407,8 @@ def schedule(
         key = f"{serialize.import_path(cls) or cls.__qualname__}#{digest}"
     elif not isinstance(key, str) or not key:
         raise ValueError(f"key must be a non-empty string, not {key!r}")
+    elif key.startswith(UNIQUE_PREFIX):
+        raise ValueError(f"keys starting with {UNIQUE_PREFIX!r} are unique jobs' keys, not {key!r}")
     now = _now(config)
     new = NewJob(
         handler,

@@ -33,7 +33,7 @@ from datetime import datetime, timedelta
 from .schedule import parse_every
 from .sql import UNIQUE_PREFIX, WAITING_PREFIX
 
-__all__ = ["MAX_KEY", "Uniqueness", "explicit_key", "uniqueness"]
+__all__ = ["MAX_KEY", "UNIQUE_PREFIX", "Uniqueness", "explicit_key", "uniqueness"]
 
 #: Longest value of the ``key`` column.
 MAX_KEY = 255
