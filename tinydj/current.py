@@ -1,13 +1,16 @@
 """The job running now, and the cancel requests of the jobs of this process.
 
 ``current_job()`` returns a ``CurrentJob`` inside a job that a worker runs
-(a context variable the executor sets in the thread that calls the job;
-``None`` elsewhere, ``immediate`` mode included). Its ``cancel_requested``
-turns true once the worker has seen a ``tinydj.cancel`` of the job: the
-lease renewal thread asks the table for cancel requests after each renewal
-(every ``lock_timeout / 4`` seconds) and calls ``request(worker, ids)``.
-An ``async def`` job's task is then cancelled; a sync job polls the flag
-(or calls ``raise_if_cancelled()``).
+(a context variable the executor sets in the thread that calls the job, and
+``watch`` in an ``async def`` job's task; ``None`` elsewhere, ``immediate``
+mode included). Its ``cancel_requested`` turns true once the worker has seen
+a ``tinydj.cancel`` of the job: the lease renewal thread asks the table for
+cancel requests after each renewal (every ``lock_timeout / 4`` seconds) and
+calls ``request(worker, ids)``. An ``async def`` job's task is then
+cancelled; a sync job polls the flag (or calls ``raise_if_cancelled()``).
+
+The cost for the jobs nobody cancels is one context variable set and reset
+per job: the requests are a set per worker, empty unless someone cancelled.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ __all__ = [
     "reset_current",
     "running",
     "set_current",
+    "watch",
 ]
 
 
@@ -39,20 +43,30 @@ class JobCancelled(TinyDJError):
     """The job was cancelled (``tinydj.cancel``) while it ran."""
 
 
+class Running:
+    """The cancel requests one worker (by name) saw for jobs it holds, and
+    the tasks of its running ``async def`` jobs (to cancel them)."""
+
+    __slots__ = ("cancelled", "tasks")
+
+    def __init__(self) -> None:
+        self.cancelled: set[int] = set()
+        self.tasks: dict[int, tuple[asyncio.AbstractEventLoop, asyncio.Task[Any]]] = {}
+
+    def requested(self, job_id: int) -> bool:
+        """True if a cancel request for ``job_id`` has reached this worker."""
+        return bool(self.cancelled) and job_id in self.cancelled
+
+
 class CurrentJob:
     """The job a worker runs in this context: ``job`` (its row as reserved),
     ``id``, ``cancel_requested``; other attributes are the ``Job``'s."""
 
-    __slots__ = ("_requested", "_task", "job", "worker")
+    __slots__ = ("_running", "job")
 
-    def __init__(self, job: Job, worker: str) -> None:
+    def __init__(self, job: Job, running: Running) -> None:
         self.job = job
-        self.worker = worker
-        # Plain attributes (one job, a few threads): a request sets the flag
-        # and then reads the task; ``watch`` sets the task and then reads the
-        # flag, so one of them always sees the other.
-        self._requested = False
-        self._task: tuple[asyncio.AbstractEventLoop, asyncio.Task[Any]] | None = None
+        self._running = running
 
     def __repr__(self) -> str:
         return f"<tinydj.CurrentJob {self.job.id} {self.job.name}>"
@@ -67,72 +81,18 @@ class CurrentJob:
     @property
     def cancel_requested(self) -> bool:
         """True once the worker has seen a cancel request for this job."""
-        return self._requested
+        return self._running.requested(self.job.id)
 
     def raise_if_cancelled(self) -> None:
         """Raise ``JobCancelled`` if a cancel request has arrived."""
-        if self._requested:
+        if self.cancel_requested:
             raise JobCancelled(f"job {self.job.id} was cancelled")
 
-    def request_cancel(self) -> None:
-        """Set the flag; cancel the task of an ``async def`` job."""
-        self._requested = True
-        task = self._task
-        if task is not None:
-            loop, pending = task
-            with contextlib.suppress(RuntimeError):  # its loop has closed: it finished
-                loop.call_soon_threadsafe(pending.cancel)
 
-    async def watch(self, coro: Coroutine[Any, Any, Any]) -> Any:
-        """Await an ``async def`` job's coroutine so that a request cancels it."""
-        me = asyncio.current_task()
-        assert me is not None
-        self._task = (asyncio.get_running_loop(), me)
-        token = set_current(self)
-        try:
-            if self._requested:
-                coro.close()
-                raise JobCancelled(f"job {self.job.id} was cancelled")
-            return await coro
-        except asyncio.CancelledError:
-            if not self._requested:
-                raise
-            raise JobCancelled(f"job {self.job.id} was cancelled while it awaited") from None
-        finally:
-            self._task = None
-            reset_current(token)
-
-
-_current: contextvars.ContextVar[CurrentJob | None] = contextvars.ContextVar(
+_current: contextvars.ContextVar[tuple[Job, Running] | None] = contextvars.ContextVar(
     "tinydj_current_job", default=None
 )
 _lock = threading.Lock()
-
-
-class Running:
-    """The jobs one worker (by name) runs now, and the cancel requests its
-    renewal thread saw for jobs it holds but has not started."""
-
-    __slots__ = ("jobs", "pending")
-
-    def __init__(self) -> None:
-        self.jobs: dict[int, CurrentJob] = {}
-        self.pending: set[int] = set()
-
-    def enter(self, job: Job, worker: str) -> CurrentJob:
-        """``job`` starts (the executor): register it."""
-        entry = self.jobs[job.id] = CurrentJob(job, worker)
-        if self.pending and job.id in self.pending:
-            with _lock:
-                self.pending.discard(job.id)
-            entry._requested = True
-        return entry
-
-    def leave(self, entry: CurrentJob) -> None:
-        """``entry``'s run ended (the executor)."""
-        self.jobs.pop(entry.job.id, None)
-
-
 _workers: dict[str, Running] = {}
 
 
@@ -144,38 +104,58 @@ def running(worker: str) -> Running:
 
 def current_job() -> CurrentJob | None:
     """The job running in this context (inside a job run by a worker), else None."""
-    return _current.get()
+    now = _current.get()
+    return None if now is None else CurrentJob(*now)
 
 
-def set_current(entry: CurrentJob) -> contextvars.Token[CurrentJob | None]:
-    """Make ``entry`` what ``current_job()`` returns in this context (the
-    executor, in the thread that calls the job; ``watch``, in its task)."""
-    return _current.set(entry)
+def set_current(job: Job, registry: Running) -> contextvars.Token[tuple[Job, Running] | None]:
+    """Make ``job`` what ``current_job()`` returns in this context."""
+    return _current.set((job, registry))
 
 
-def reset_current(token: contextvars.Token[CurrentJob | None]) -> None:
+def reset_current(token: contextvars.Token[tuple[Job, Running] | None]) -> None:
     _current.reset(token)
+
+
+async def watch(coro: Coroutine[Any, Any, Any], job: Job, registry: Running) -> Any:
+    """Await an ``async def`` job's coroutine so that a cancel request cancels it."""
+    me = asyncio.current_task()
+    assert me is not None
+    # Register, then look: ``request`` adds, then looks for the task; one of
+    # the two always sees the other.
+    registry.tasks[job.id] = (asyncio.get_running_loop(), me)
+    token = set_current(job, registry)
+    try:
+        if registry.requested(job.id):
+            coro.close()
+            raise JobCancelled(f"job {job.id} was cancelled")
+        return await coro
+    except asyncio.CancelledError:
+        if not registry.requested(job.id):
+            raise
+        raise JobCancelled(f"job {job.id} was cancelled while it awaited") from None
+    finally:
+        registry.tasks.pop(job.id, None)
+        reset_current(token)
 
 
 def request(worker: str, ids: Iterable[int]) -> None:
     """The worker ``worker`` saw cancel requests for ``ids`` (renewal thread)."""
     registry = running(worker)
-    entries = []
-    with _lock:
-        for job_id in ids:
-            entry = registry.jobs.get(job_id)
-            if entry is None:
-                registry.pending.add(job_id)
-            else:
-                entries.append(entry)
-    for entry in entries:
-        entry.request_cancel()
+    for job_id in ids:
+        with _lock:
+            registry.cancelled.add(job_id)
+        task = registry.tasks.get(job_id)
+        if task is not None:
+            loop, pending = task
+            with contextlib.suppress(RuntimeError):  # its loop has closed: it finished
+                loop.call_soon_threadsafe(pending.cancel)
 
 
 def forget(worker: str, ids: Iterable[int]) -> None:
-    """``worker`` no longer holds ``ids``: drop their pending requests."""
+    """``worker`` no longer holds ``ids``: drop their requests."""
     registry = _workers.get(worker)
-    if registry is None or not registry.pending:  # the common case, without the lock
+    if registry is None or not registry.cancelled:  # the common case, without the lock
         return
     with _lock:
-        registry.pending.difference_update(ids)
+        registry.cancelled.difference_update(ids)

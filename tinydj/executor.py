@@ -52,6 +52,10 @@ def call_hook_guarded(target: object | None, name: str, job: Job, *args: Any) ->
         log.exception("the %s hook of job %s raised", name, job.id)
 
 
+#: The outcomes a cancel request overrides (the job ran to an end of its own).
+_ENDED = (Kind.SUCCEEDED, Kind.FAILED)
+
+
 def cancelled(outcome: Outcome | None) -> Outcome:
     """The outcome of a job cancelled while it ran (``outcome``: how its run
     ended; None: it never started). It fails at once, without retries (a
@@ -111,18 +115,15 @@ class Executor:
         request (``tinydj.cancel``) reached the worker before it ended fails
         at once, without retries, with a ``Cancelled:`` error (see ``cancelled``).
         """
-        entry = self._running.enter(job, self._worker)
-        try:
-            if entry.cancel_requested:  # asked before it started: not run at all
-                return cancelled(None)
-            outcome = self._run(job, entry)
-        finally:
-            self._running.leave(entry)
-        if entry.cancel_requested and outcome.kind in (Kind.SUCCEEDED, Kind.FAILED):
+        running = self._running
+        if running.requested(job.id):  # asked before it started: not run at all
+            return cancelled(None)
+        outcome = self._run(job)
+        if outcome.kind in _ENDED and running.requested(job.id):
             return cancelled(outcome)
         return outcome
 
-    def _run(self, job: Job, entry: current.CurrentJob) -> Outcome:
+    def _run(self, job: Job) -> Outcome:
         started = time.perf_counter()
         if log.isEnabledFor(logging.DEBUG):
             log.debug("Job %s (id=%s) RUNNING", job.name, job.id, extra={"action": "start_job"})
@@ -147,7 +148,7 @@ class Executor:
         try:
             if hooks is not None:
                 call_hook(hooks, "before", job)
-            value = self._call(call, hooks, entry)
+            value = self._call(call, hooks, job)
         except (Exception, SystemExit) as exc:  # sys.exit() in a job fails it
             if hooks is not None:
                 call_hook_guarded(hooks, "error", job, exc)
@@ -173,18 +174,19 @@ class Executor:
         except Exception:
             log.exception("could not record the result of job %s", job.id)
 
-    def _call(self, call: serialize.Call, hooks: object | None, entry: current.CurrentJob) -> Any:
+    def _call(self, call: serialize.Call, hooks: object | None, job: Job) -> Any:
         timeout = self._timeout_for(call, hooks)
         alarm = self._alarm()
 
         def invoke() -> Any:  # in the thread that runs the job
-            token = current.set_current(entry)
+            token = current.set_current(job, self._running)
             try:
                 result = call.fn(*call.args, **call.kwargs)
             finally:
                 current.reset_current(token)
-            # An async def job's task can be cancelled (tinydj.cancel).
-            return entry.watch(result) if inspect.iscoroutine(result) else result
+            if inspect.iscoroutine(result):  # its task can be cancelled (tinydj.cancel)
+                return current.watch(result, job, self._running)
+            return result
 
         if timeout is None and alarm is None:
             return complete(invoke())  # the common case: no deadline

@@ -199,9 +199,10 @@ class LeaseKeeper:
         """Tell the held jobs with a ``tinydj.cancel`` request (``tinydj.current``)."""
         requested = self.store.cancel_requests(self.worker)
         if requested:
+            # Under the lock: a job dropped meanwhile is not flagged (``drop``
+            # forgets the requests of what it drops, after this).
             with self._lock:
-                held = requested.intersection(self._confirmed)
-            current.request(self.worker, held)
+                current.request(self.worker, requested.intersection(self._confirmed))
 
     def _verify(self, snapshot: dict[int, float]) -> None:
         """Renew the leases of ``snapshot`` (id -> confirmation when taken);
