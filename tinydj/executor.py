@@ -115,11 +115,11 @@ class Executor:
         request (``tinydj.cancel``) reached the worker before it ended fails
         at once, without retries, with a ``Cancelled:`` error (see ``cancelled``).
         """
-        running = self._running
-        if running.requested(job.id):  # asked before it started: not run at all
+        requests = self._running.cancelled  # empty unless someone cancelled
+        if requests and job.id in requests:  # asked before it started: not run at all
             return cancelled(None)
         outcome = self._run(job)
-        if outcome.kind in _ENDED and running.requested(job.id):
+        if requests and job.id in requests and outcome.kind in _ENDED:
             return cancelled(outcome)
         return outcome
 
@@ -178,24 +178,25 @@ class Executor:
         timeout = self._timeout_for(call, hooks)
         alarm = self._alarm()
 
-        def invoke() -> Any:  # in the thread that runs the job
-            token = current.set_current(job, self._running)
-            try:
-                result = call.fn(*call.args, **call.kwargs)
-            finally:
-                current.reset_current(token)
-            if inspect.iscoroutine(result):  # its task can be cancelled (tinydj.cancel)
-                return current.watch(result, job, self._running)
-            return result
-
         if timeout is None and alarm is None:
-            return complete(invoke())  # the common case: no deadline
+            return complete(self._invoke(call, job))  # the common case: no deadline
         return run_with_timeout(
-            invoke,
+            lambda: self._invoke(call, job),
             timeout,
             alarm,
             is_async=inspect.iscoroutinefunction(getattr(call.fn, "fn", call.fn)),
         )
+
+    def _invoke(self, call: serialize.Call, job: Job) -> Any:
+        """Call the job's function in this thread, as ``current_job()``."""
+        token = current.set_current(job, self._running)
+        try:
+            result = call.fn(*call.args, **call.kwargs)
+        finally:
+            current.reset_current(token)
+        if inspect.iscoroutine(result):  # its task can be cancelled (tinydj.cancel)
+            return current.watch(result, job, self._running)
+        return result
 
     def _timeout_for(self, call: serialize.Call, hooks: object | None) -> float | None:
         for value in (call.timeout, getattr(hooks, "max_run_time", None), self.job_timeout):
