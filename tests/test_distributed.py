@@ -401,7 +401,8 @@ def _pg_explain(db: peewee.Database, store: Store, limit: int) -> tuple[dict[str
     """EXPLAIN (ANALYZE, BUFFERS) the reserve statement in a rolled-back
     transaction: (the JSON plan, the text plan)."""
     sql, params = _reserve_statement(store, limit)
-    literal = db.cursor().mogrify(sql, params).decode()
+    # Executed again with no parameters: a literal "%" must be doubled then.
+    literal = db.cursor().mogrify(sql, params).decode().replace("%", "%%")
     with db.atomic() as tx:
         plan = db.execute_sql("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + literal).fetchone()[0]
         tx.rollback()

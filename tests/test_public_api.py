@@ -8,10 +8,12 @@ def test_public_names_are_pinned() -> None:
         [
             "Config",
             "ConfigurationError",
+            "CurrentJob",
             "DatabaseBusy",
             "DatabaseUnavailable",
             "HandlerError",
             "Job",
+            "JobCancelled",
             "JobRunning",
             "NaiveDatetimeWarning",
             "SerializationError",
@@ -19,10 +21,12 @@ def test_public_names_are_pinned() -> None:
             "TinyDJError",
             "Worker",
             "__version__",
+            "cancel",
             "clear",
             "configure",
             "create_tables",
             "cron",
+            "current_job",
             "delete_job",
             "enqueue",
             "every",
@@ -48,6 +52,7 @@ def test_one_exception_root() -> None:
         tinydj.HandlerError,
         tinydj.DatabaseBusy,
         tinydj.DatabaseUnavailable,
+        tinydj.JobCancelled,
     ):
         assert issubclass(exc, tinydj.TinyDJError)
     assert issubclass(tinydj.SerializationError, TypeError)

@@ -11,9 +11,11 @@
 from __future__ import annotations
 
 from .admin import clear, delete_job, get_job, list_jobs, retry_job, stats
+from .cancel import cancel
 from .config import Config, configure, get_config
 from .connections import using
 from .cron import cron
+from .current import CurrentJob, JobCancelled, current_job
 from .errors import (
     ConfigurationError,
     DatabaseBusy,
@@ -42,10 +44,12 @@ def create_tables() -> None:
 __all__ = [
     "Config",
     "ConfigurationError",
+    "CurrentJob",
     "DatabaseBusy",
     "DatabaseUnavailable",
     "HandlerError",
     "Job",
+    "JobCancelled",
     "JobRunning",
     "NaiveDatetimeWarning",
     "SerializationError",
@@ -53,10 +57,12 @@ __all__ = [
     "TinyDJError",
     "Worker",
     "__version__",
+    "cancel",
     "clear",
     "configure",
     "create_tables",
     "cron",
+    "current_job",
     "delete_job",
     "enqueue",
     "every",

@@ -16,15 +16,15 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from . import serialize
+from . import current, serialize
 from .config import Config
 from .errors import HandlerError
 from .job import Job
-from .outcome import Outcome, Policy
+from .outcome import Kind, Outcome, Policy
 from .schedule import to_naive_utc
 from .timeouts import MainThreadAlarm, complete, run_with_timeout
 
-__all__ = ["Executor", "call_hook", "call_hook_guarded"]
+__all__ = ["Executor", "call_hook", "call_hook_guarded", "cancelled"]
 
 log = logging.getLogger("tinydj.worker")
 
@@ -52,6 +52,35 @@ def call_hook_guarded(target: object | None, name: str, job: Job, *args: Any) ->
         log.exception("the %s hook of job %s raised", name, job.id)
 
 
+#: The outcomes a cancel request overrides (the job ran to an end of its own).
+_ENDED = (Kind.SUCCEEDED, Kind.FAILED)
+
+
+def cancelled(outcome: Outcome | None) -> Outcome:
+    """The outcome of a job cancelled while it ran (``outcome``: how its run
+    ended; None: it never started). It fails at once, without retries (a
+    recurring row keeps its schedule); ``last_error`` starts ``Cancelled:``."""
+    error = (
+        "Cancelled: tinydj.cancel was requested while the job ran; it is not retried "
+        "(tinydj retry ID runs it again)"
+    )
+    if outcome is None:
+        error = "Cancelled: tinydj.cancel was requested before the job started; it did not run"
+    elif (
+        outcome.kind is Kind.FAILED
+        and outcome.error
+        and not outcome.error.startswith("JobCancelled")
+    ):
+        error += "\nIt ended with: " + outcome.error
+    return Outcome(
+        Kind.GAVE_UP,
+        outcome.seconds if outcome else 0.0,
+        error=error,
+        summary=error.split("\n", 1)[0],
+        hooks=outcome.hooks if outcome else None,
+    )
+
+
 class Executor:
     """Runs one loaded job at a time for a worker.
 
@@ -76,9 +105,25 @@ class Executor:
         self.job_timeout = job_timeout
         self._now = now
         self._alarm = alarm
+        self._worker = str(getattr(owner, "name", ""))
+        self._running = current.running(self._worker)
 
     def run(self, job: Job) -> Outcome:
-        """Run ``job``; ``ShutdownInterrupt`` and ``KeyboardInterrupt`` pass through."""
+        """Run ``job``; ``ShutdownInterrupt`` and ``KeyboardInterrupt`` pass through.
+
+        While it runs, ``tinydj.current_job()`` returns it. A job whose cancel
+        request (``tinydj.cancel``) reached the worker before it ended fails
+        at once, without retries, with a ``Cancelled:`` error (see ``cancelled``).
+        """
+        requests = self._running.cancelled  # empty unless someone cancelled
+        if requests and job.id in requests:  # asked before it started: not run at all
+            return cancelled(None)
+        outcome = self._run(job)
+        if requests and job.id in requests and outcome.kind in _ENDED:
+            return cancelled(outcome)
+        return outcome
+
+    def _run(self, job: Job) -> Outcome:
         started = time.perf_counter()
         if log.isEnabledFor(logging.DEBUG):
             log.debug("Job %s (id=%s) RUNNING", job.name, job.id, extra={"action": "start_job"})
@@ -103,7 +148,7 @@ class Executor:
         try:
             if hooks is not None:
                 call_hook(hooks, "before", job)
-            value = self._call(call, hooks)
+            value = self._call(call, hooks, job)
         except (Exception, SystemExit) as exc:  # sys.exit() in a job fails it
             if hooks is not None:
                 call_hook_guarded(hooks, "error", job, exc)
@@ -129,17 +174,29 @@ class Executor:
         except Exception:
             log.exception("could not record the result of job %s", job.id)
 
-    def _call(self, call: serialize.Call, hooks: object | None) -> Any:
+    def _call(self, call: serialize.Call, hooks: object | None, job: Job) -> Any:
         timeout = self._timeout_for(call, hooks)
         alarm = self._alarm()
+
         if timeout is None and alarm is None:
-            return complete(call.fn(*call.args, **call.kwargs))  # the common case: no deadline
+            return complete(self._invoke(call, job))  # the common case: no deadline
         return run_with_timeout(
-            lambda: call.fn(*call.args, **call.kwargs),
+            lambda: self._invoke(call, job),
             timeout,
             alarm,
             is_async=inspect.iscoroutinefunction(getattr(call.fn, "fn", call.fn)),
         )
+
+    def _invoke(self, call: serialize.Call, job: Job) -> Any:
+        """Call the job's function in this thread, as ``current_job()``."""
+        token = current.set_current(job, self._running)
+        try:
+            result = call.fn(*call.args, **call.kwargs)
+        finally:
+            current.reset_current(token)
+        if inspect.iscoroutine(result):  # its task can be cancelled (tinydj.cancel)
+            return current.watch(result, job, self._running)
+        return result
 
     def _timeout_for(self, call: serialize.Call, hooks: object | None) -> float | None:
         for value in (call.timeout, getattr(hooks, "max_run_time", None), self.job_timeout):

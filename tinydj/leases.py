@@ -22,6 +22,11 @@ The runner asks ``begin(job_id)`` before it starts each reserved job; a job
 whose lease is lost is not started (the runner releases it: the release only
 touches rows the worker still holds, so it is harmless if the lease was in
 fact still held). Each loss is logged once, in one warning naming the ids.
+
+After each renewal round the keeper also asks which held jobs have a cancel
+request (``tinydj.cancel``: one small SELECT on the ``locked_by`` index) and
+hands them to ``tinydj.current``, which flags (and for ``async def`` jobs
+cancels) the running ones.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ import time
 from collections.abc import Callable, Iterable
 from datetime import datetime
 
+from . import current
 from .store import Store
 
 __all__ = ["LOST_AFTER", "LeaseKeeper"]
@@ -165,11 +171,13 @@ class LeaseKeeper:
 
     def drop(self, ids: Iterable[int]) -> None:
         """The worker no longer holds ``ids`` (finished, released)."""
+        ids = tuple(ids)
         with self._lock:
             for job_id in ids:
                 self._confirmed.pop(job_id, None)
                 self._started.discard(job_id)
                 self._lost.discard(job_id)
+        current.forget(self.worker, ids)
 
     def held(self) -> list[int]:
         """The ids this worker holds, in order."""
@@ -184,6 +192,17 @@ class LeaseKeeper:
             with self._lock:
                 snapshot = dict(self._confirmed)
             self._verify(snapshot)
+            if snapshot:
+                self._cancel_requests()
+
+    def _cancel_requests(self) -> None:
+        """Tell the held jobs with a ``tinydj.cancel`` request (``tinydj.current``)."""
+        requested = self.store.cancel_requests(self.worker)
+        if requested:
+            # Under the lock: a job dropped meanwhile is not flagged (``drop``
+            # forgets the requests of what it drops, after this).
+            with self._lock:
+                current.request(self.worker, requested.intersection(self._confirmed))
 
     def _verify(self, snapshot: dict[int, float]) -> None:
         """Renew the leases of ``snapshot`` (id -> confirmation when taken);

@@ -62,6 +62,8 @@ def make_model(
         )
         key = peewee.CharField(max_length=255, null=True)
         interruptions = peewee.IntegerField(default=0, constraints=[peewee.SQL("DEFAULT 0")])
+        #: When ``tinydj.cancel`` asked the worker running the job to stop.
+        cancel_requested_at = DateTime(null=True)
 
         class Meta:
             table_name = TABLE

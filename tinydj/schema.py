@@ -169,6 +169,9 @@ class Schema:
             self._conn.execute(
                 f"ALTER TABLE {TABLE} ADD COLUMN interruptions INTEGER NOT NULL DEFAULT 0"
             )
+        if "cancel_requested_at" not in have:
+            kind = {SQLITE: "DATETIME", MYSQL: "DATETIME(6)"}.get(self._conn.dialect, "TIMESTAMP")
+            self._conn.execute(f"ALTER TABLE {TABLE} ADD COLUMN cancel_requested_at {kind} NULL")
 
 
 # -- SQLite planner statistics -------------------------------------------------

@@ -23,8 +23,22 @@ import peewee
 from .job import COLUMNS
 from .models import TABLE
 
-__all__ = ["MYSQL", "POSTGRES", "SQLITE", "Dialect", "Statements", "dialect_for"]
+__all__ = [
+    "MYSQL",
+    "POSTGRES",
+    "SQLITE",
+    "UNIQUE_PREFIX",
+    "WAITING_PREFIX",
+    "Dialect",
+    "Statements",
+    "dialect_for",
+]
 
+#: Keys of unique jobs start with this (``tinydj.unique``); recurring rows'
+#: keys are import paths (``module:qualname``), which cannot.
+UNIQUE_PREFIX = "~"
+#: Keys of jobs unique only while they wait: cleared when a worker takes them.
+WAITING_PREFIX = "~w:"
 #: Longest IN (...) list sent in one statement.
 CHUNK = 500
 #: Rows per multi-row INSERT ... RETURNING (Postgres).
@@ -170,10 +184,21 @@ class Statements:
             f"{insert} {d.on_conflict} {_upsert_sets(d, True)} RETURNING {cols}"
         )
         self.select_by_key = r(f'SELECT {cols} FROM {TABLE} WHERE "key" = ?')
+        # A unique job (``tinydj.unique``): a row whose key is taken already
+        # is kept as it is; the statement locks it (so that a reservation
+        # cannot clear its key meanwhile) and, where it can, returns it.
+        quoted_key = '"key"'
+        unique = f"{insert} {d.on_conflict} {quoted_key} = {d.excluded.format(quoted_key)}"
+        self.insert_unique = r(unique)
+        self.insert_unique_returning = r(f"{unique} RETURNING {cols}")
+        # A job that fails for good frees its unique key (first: MySQL's SET
+        # sees the values assigned before it); a cancel request is answered.
         self.finish = r(
-            f"UPDATE {TABLE} SET attempts = ?, last_error = ?, run_at = ?, failed_at = ?, "
-            "last_run_at = COALESCE(?, last_run_at), locked_at = NULL, locked_by = NULL, "
-            "interruptions = ?, updated_at = ? WHERE id = ? AND locked_by = ?"
+            f'UPDATE {TABLE} SET "key" = CASE WHEN ? IS NOT NULL AND "key" LIKE '
+            f"'{UNIQUE_PREFIX}%' THEN NULL ELSE \"key\" END, attempts = ?, last_error = ?, "
+            "run_at = ?, failed_at = ?, last_run_at = COALESCE(?, last_run_at), "
+            "locked_at = NULL, locked_by = NULL, interruptions = ?, updated_at = ?, "
+            "cancel_requested_at = NULL WHERE id = ? AND locked_by = ?"
         )
         #: Fails a row that cannot be read (see ``rows.read``).
         self.fail_unreadable = r(
@@ -197,7 +222,20 @@ class Statements:
         )
         self.retry = r(
             f"UPDATE {TABLE} SET failed_at = NULL, attempts = 0, run_at = ?, "
-            "locked_at = NULL, locked_by = NULL, updated_at = ? WHERE id = ?"
+            "locked_at = NULL, locked_by = NULL, cancel_requested_at = NULL, updated_at = ? "
+            "WHERE id = ?"
+        )
+        # tinydj.cancel: a job nobody runs is deleted; a running one is asked.
+        self.cancel_waiting = r(
+            f"DELETE FROM {TABLE} WHERE id = ? AND failed_at IS NULL "
+            "AND (locked_at IS NULL OR locked_at < ?)"
+        )
+        self.cancel_running = r(
+            f"UPDATE {TABLE} SET cancel_requested_at = COALESCE(cancel_requested_at, ?) "
+            "WHERE id = ? AND failed_at IS NULL AND locked_at IS NOT NULL"
+        )
+        self.cancel_requested = r(
+            f"SELECT id FROM {TABLE} WHERE locked_by = ? AND cancel_requested_at IS NOT NULL"
         )
         self.delete = r(f"DELETE FROM {TABLE} WHERE id = ?")
         self.clear = r(f"DELETE FROM {TABLE}")
@@ -232,8 +270,10 @@ class Statements:
         return (
             f"UPDATE {TABLE} SET last_error = CASE WHEN locked_at IS NULL THEN last_error "
             f"ELSE {interrupted} END, interruptions = CASE WHEN locked_at IS NULL "
-            "THEN interruptions ELSE interruptions + 1 END, locked_at = ?, locked_by = ? "
-            "WHERE id IN "
+            "THEN interruptions ELSE interruptions + 1 END, "
+            # A job unique while it waits frees its key once it starts.
+            f'"key" = CASE WHEN "key" LIKE \'{WAITING_PREFIX}%\' THEN NULL ELSE "key" END, '
+            "locked_at = ?, locked_by = ? WHERE id IN "
         )
 
     def reserve(self, queues: int, excluded: int = 0) -> str:

@@ -146,6 +146,28 @@ class Store:
                 ids.extend(r[0] for r in cursor.fetchall())
             return ids
 
+    def insert_unique(self, job: NewJob, now: datetime) -> Job:
+        """Insert a job with a unique ``key``, or return the row holding that key.
+
+        One INSERT ... ON CONFLICT (Postgres, SQLite) or ON DUPLICATE KEY
+        (MySQL): the unique index on ``key`` decides, whatever the number of
+        processes enqueueing at once. The existing row is returned unchanged.
+        """
+        self.ensure_schema()
+        t = self._t(now)
+        params = job.params(t, self._t(job.run_at))
+
+        def go() -> Any:
+            if self.dialect.returning:
+                return self._execute(self.sql.insert_unique_returning, params).fetchone()
+            with self.connection.transaction():
+                self._execute(self.sql.insert_unique, params)
+                return self._execute(self.sql.select_by_key, (job.key,)).fetchone()
+
+        row = self._run(go)
+        self._inserted()
+        return rows.read_lenient(row)
+
     def upsert(
         self, job: NewJob, now: datetime, soonest: datetime, *, replace: bool = False
     ) -> Job:
@@ -291,6 +313,7 @@ class Store:
         Returns False when ``worker`` no longer held the job.
         """
         params = (
+            self._t(failed_at),
             attempts,
             last_error,
             self._t(run_at),
@@ -323,6 +346,35 @@ class Store:
     def renew(self, worker: str, now: datetime, ids: Sequence[int]) -> int:
         """Refresh the leases of the jobs ``ids`` that ``worker`` holds; return how many."""
         return self._each_chunk(ids, self.sql.renew, self._t(now), worker)
+
+    def cancel_requests(self, worker: str) -> set[int]:
+        """The ids held by ``worker`` whose cancellation was requested."""
+        found = self._run(lambda: self._execute(self.sql.cancel_requested, (worker,)).fetchall())
+        return {int(r[0]) for r in found}
+
+    def cancel(self, job_id: int, now: datetime, expired_before: datetime) -> str:
+        """Cancel a job: ``"deleted"`` (nobody ran it: its row is gone),
+        ``"requested"`` (a worker runs it: it is asked to stop), ``"failed"``
+        (it failed already: kept, see ``delete``) or ``"unknown"`` (no such job)."""
+        self.ensure_schema()
+        t = self._t(now)
+        expired = self._t(expired_before)
+
+        def go() -> str:
+            with self.connection.transaction():
+                if self._execute(self.sql.cancel_waiting, (job_id, expired)).rowcount:
+                    return "deleted"
+                if self._execute(self.sql.cancel_running, (t, job_id)).rowcount:
+                    return "requested"
+                # (MySQL counts an UPDATE that changes nothing as 0 rows: a
+                # second request for a running job lands here.)
+                row = self._execute(self.sql.get, (job_id,)).fetchone()
+                if row is None:
+                    return "unknown"
+                job = rows.read_lenient(row)
+                return "failed" if job.failed else "requested"
+
+        return str(self._run(go))
 
     def release(self, worker: str, ids: Sequence[int] | None = None) -> int:
         """Unlock jobs held by ``worker`` (all of them, or just ``ids``)."""

@@ -23,6 +23,7 @@ from .job import Job
 from .recurrence import Cron, Interval, Recurrence
 from .schedule import parse_delay, parse_every, to_naive_utc, warn_if_naive
 from .store import NewJob
+from .unique import UNIQUE_PREFIX, Uniqueness, explicit_key, uniqueness
 
 __all__ = [
     "DEFAULT_QUEUE",
@@ -103,12 +104,18 @@ class Task(Generic[P, R]):
         every: timedelta | None = None,
         timeout: float | None = None,
         recurrence: Recurrence | None = None,
+        unique: bool | str = False,
+        unique_for: str | float | timedelta | None = None,
     ) -> None:
         if not callable(fn):
             raise TypeError(f"@job needs a function, not {fn!r}")
         self.fn = fn
         self.options = _Options(queue, priority, max_attempts, timeout)
         self.every = every
+        #: How calls are kept unique (``tinydj.unique``), else None.
+        self.unique: Uniqueness | None = uniqueness(unique, unique_for)
+        #: A ``with_options(key=...)`` key (``tinydj.unique``).
+        self.unique_key: str | None = None
         #: The schedule of a recurring task (``@every``, ``@cron``), else None.
         self.recurrence = (
             Interval(every) if recurrence is None and every is not None else recurrence
@@ -133,13 +140,21 @@ class Task(Generic[P, R]):
         priority: int | None = None,
         max_attempts: int | None = None,
         timeout: float | None = None,
+        key: str | None = None,
     ) -> Task[P, R]:
         """A copy of this task with other enqueue options, for one call site.
+
+        ``key``: a unique key for this call (per function), instead of its
+        arguments: while a job of this task with that key exists (as
+        ``unique=`` says; by default while it waits), ``send_*`` returns it.
 
         >>> resize.with_options(priority=-10).send_later("urgent.png")  # doctest: +SKIP
         """
         clone: Task[P, R] = Task.__new__(Task)
         clone.__dict__.update(self.__dict__)
+        if key is not None:
+            clone.unique_key = explicit_key(key)
+            clone.unique = self.unique or Uniqueness()
         clone.options = _Options(
             self.options.queue if queue is None else queue,
             self.options.priority if priority is None else priority,
@@ -160,7 +175,23 @@ class Task(Generic[P, R]):
 
     def _send(self, run_at: datetime | None, args: Sequence[Any], kwargs: dict[str, Any]) -> Job:
         config = get_config()
+        if self.unique is not None and not config.immediate:
+            return self._send_unique(config, run_at, args, kwargs)
         return _insert(config, self._handler(config, args, kwargs), self.options, run_at)
+
+    def _send_unique(
+        self,
+        config: Config,
+        run_at: datetime | None,
+        args: Sequence[Any],
+        kwargs: dict[str, Any],
+    ) -> Job:
+        assert self.unique is not None
+        handler = self._handler(config, args, dict(sorted(kwargs.items())))
+        now = _now(config)
+        key = self.unique.key(self.key, handler, now, self.unique_key)
+        new = NewJob(handler, self.options.queue, self.options.priority, run_at or now, key=key)
+        return config.store.insert_unique(new, now)
 
     def send_later(self, *args: P.args, **kwargs: P.kwargs) -> Job:
         """Store this call for a worker to run as soon as possible."""
@@ -172,9 +203,7 @@ class Task(Generic[P, R]):
 
     def send_in(self, delay: timedelta | float | str, /, *args: P.args, **kwargs: P.kwargs) -> Job:
         """Store this call to run after ``delay`` (timedelta, seconds or "10m")."""
-        config = get_config()
-        run_at = _now(config) + parse_delay(delay)
-        return _insert(config, self._handler(config, args, kwargs), self.options, run_at)
+        return self._send(_now(get_config()) + parse_delay(delay), args, kwargs)
 
     def send_later_many(self, calls: Sequence[Sequence[Any] | dict[str, Any]]) -> list[Job]:
         """Store many calls in one transaction; each item is an args tuple or a kwargs dict.
@@ -182,6 +211,11 @@ class Task(Generic[P, R]):
         >>> resize.send_later_many([("a.png",), ("b.png",), {"path": "c.png"}])  # doctest: +SKIP
         """
         config = get_config()
+        if self.unique is not None:  # one row per distinct call
+            return [
+                self._send(None, (), dict(c)) if isinstance(c, dict) else self._send(None, c, {})
+                for c in calls
+            ]
         now = _now(config)
         target = self.fn if serialize.import_path(self) is None else self  # resolved once
         pairs = [
@@ -210,6 +244,8 @@ def job(
     priority: int = ...,
     max_attempts: int | None = ...,
     timeout: float | None = ...,
+    unique: bool | str = ...,
+    unique_for: str | float | timedelta | None = ...,
 ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 def job(
     fn: Callable[P, R] | None = None,
@@ -219,17 +255,32 @@ def job(
     priority: int = 0,
     max_attempts: int | None = None,
     timeout: float | None = None,
+    unique: bool | str = False,
+    unique_for: str | float | timedelta | None = None,
 ) -> Task[P, R] | Callable[[Callable[P, R]], Task[P, R]]:
     """Make a function a job: ``@job`` or ``@job(queue=..., priority=..., max_attempts=...)``.
 
     ``priority``: lower numbers run first (default 0). ``max_attempts``:
     failures before the job is marked failed (default: ``configure``'s, 25).
     ``timeout``: seconds a run may take before it counts as a failed attempt.
+    ``unique``: ``True`` (or ``"waiting"``): while a job of this function with
+    equal arguments waits, ``send_*`` returns it instead of adding one;
+    ``"running"``: also while it runs. ``unique_for``: ("1h") the same within
+    a period window (see ``tinydj.unique``).
     """
     _Options(queue, priority, max_attempts, timeout)  # validate at decoration time
+    uniqueness(unique, unique_for)
 
     def decorate(f: Callable[P, R]) -> Task[P, R]:
-        return Task(f, queue=queue, priority=priority, max_attempts=max_attempts, timeout=timeout)
+        return Task(
+            f,
+            queue=queue,
+            priority=priority,
+            max_attempts=max_attempts,
+            timeout=timeout,
+            unique=unique,
+            unique_for=unique_for,
+        )
 
     return decorate if fn is None else decorate(fn)
 
@@ -356,6 +407,8 @@ def schedule(
         key = f"{serialize.import_path(cls) or cls.__qualname__}#{digest}"
     elif not isinstance(key, str) or not key:
         raise ValueError(f"key must be a non-empty string, not {key!r}")
+    elif key.startswith(UNIQUE_PREFIX):
+        raise ValueError(f"keys starting with {UNIQUE_PREFIX!r} are unique jobs' keys, not {key!r}")
     now = _now(config)
     new = NewJob(
         handler,

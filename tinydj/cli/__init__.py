@@ -34,7 +34,7 @@ from ..config import Config, configure
 from ..errors import TinyDJError
 from ..redact import mask
 from ..schedule import Clock, utcnow
-from . import jobs, move, operate, work
+from . import cancel, jobs, move, operate, work
 from .base import (
     COMMON_DEFAULTS,
     EXIT_ERROR,
@@ -78,6 +78,11 @@ COMMANDS: dict[str, Command] = {
     "pause": Command("stop workers taking jobs of a queue", operate.declare_queue, operate.pause),
     "resume": Command(
         "let workers take jobs of a paused queue", operate.declare_queue, operate.resume
+    ),
+    "cancel": Command(
+        "cancel jobs: delete waiting ones, ask workers to stop running ones",
+        cancel.declare,
+        cancel.cancel,
     ),
     "dashboard": Command("serve the web dashboard", operate.declare_dashboard, operate.dashboard),
     "move": Command(
