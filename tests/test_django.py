@@ -313,7 +313,9 @@ def test_manage_py_tinydj_admin_commands(alias: str, capsys: pytest.CaptureFixtu
 
     add.using(backend=alias).enqueue(1, 2)
     call_command("tinydj", "--backend", alias, "stats")
-    assert "ready" in capsys.readouterr().out
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[:3] == ["QUEUE", "READY", "SCHEDULED"]
+    assert lines[1].split()[:2] == ["default", "1"]  # the one job enqueued, ready
     call_command("tinydj", "--backend", alias, "clear")
     assert rows(alias) == []
 
