@@ -67,6 +67,7 @@ def drop_table(url: str) -> None:
     db = tinydj.config.open_database(url)
     try:
         db.execute_sql("DROP TABLE IF EXISTS delayed_jobs")
+        db.execute_sql("DROP TABLE IF EXISTS tinydj_concurrency")
     finally:
         db.close()
 

@@ -155,7 +155,7 @@ def test_listing_shows_unreadable_rows_without_raising(lite: tinydj.Config) -> N
 
 def test_the_error_names_the_column_and_a_shortened_value() -> None:
     row = [7, 0, 0, "x" * 5000, None, "not a time " * 40, None, None, None, None, None]
-    row += ["2030-01-01 00:00:00", "2030-01-01 00:00:00", "default", None, 0]
+    row += ["2030-01-01 00:00:00", "2030-01-01 00:00:00", "default", None, 0, None]
     with pytest.raises(rows.UnreadableRow) as caught:
         rows.read(row)
     message = caught.value.message

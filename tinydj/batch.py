@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 
 from .completer import Completer
 from .job import Job
+from .limits import Gate, reservation
 from .timeouts import ShutdownInterrupt
 
 __all__ = ["MAX_BATCH", "PREFETCH_BUDGET", "Batches"]
@@ -48,6 +49,7 @@ class Batches:
         stopping: threading.Event,
         now: Callable[[], datetime],
         paused: Callable[[], frozenset[str]] = frozenset,
+        gate: Gate | None = None,
     ) -> None:
         self.leases = leases = completer.leases
         self.store = leases.store
@@ -57,6 +59,8 @@ class Batches:
         #: The queues paused by an operator (read at most once per poll).
         self.paused = paused
         self.batch_size = batch_size
+        #: Takes jobs with a concurrency limit (``tinydj.limits``).
+        self.gate = gate
         self._completer = completer
         self._perform = perform
         self._stopping = stopping
@@ -79,9 +83,14 @@ class Batches:
         now = self._now()
         expired = now - timedelta(seconds=self.lock_timeout)
         since = self.leases.clock()
-        paused = self.paused()
+        paused = sorted(self.paused())
+        limited = None
+        if self.gate is not None and self.gate.active():
+            want = reservation(self.store, now, expired, self.queues or (), paused)
+            gate = self.gate
+            limited = lambda n: gate.take(want, n)  # noqa: E731
         jobs = self.store.reserve(
-            self.worker, now, expired, self.queues, limit, done, exclude=sorted(paused)
+            self.worker, now, expired, self.queues, limit, done, exclude=paused, limited=limited
         )
         if len(jobs) > 1 and any(j.interruptions for j in jobs):
             # A job whose worker died may be what kills workers: it runs alone,

@@ -1,6 +1,6 @@
 """Workers, paused queues and per-minute outcomes: the small tables beside ``delayed_jobs``.
 
-Three tables, created on first use (SQLite, PostgreSQL, MariaDB/MySQL); all of
+Four tables, created on first use (SQLite, PostgreSQL, MariaDB/MySQL); all of
 their SQL is in this module:
 
 - ``tinydj_workers``: one row per running worker, refreshed with its lease
@@ -11,6 +11,8 @@ their SQL is in this module:
 - ``tinydj_stats``: jobs finished and failed per minute and queue. Finished
   jobs are deleted from ``delayed_jobs``, so this is the only history; workers
   add to it in batches (``Tally``), and the dashboard's chart fills as they do.
+- ``tinydj_concurrency``: each concurrency key's limit; its SQL is in
+  ``tinydj.limits``.
 
 Every function takes ``store`` (default: the configured one) and, where it
 matters, ``now`` (naive UTC): time is a parameter.
@@ -61,6 +63,9 @@ DEFAULT_LOCK_TIMEOUT = 30.0
 _WORKERS = "tinydj_workers"
 _QUEUES = "tinydj_queues"
 _STATS = "tinydj_stats"
+#: Each concurrency key's limit (``tinydj.limits``), and the row a worker
+#: locks while it starts a job of that key.
+CONCURRENCY_TABLE = "tinydj_concurrency"
 _PG_LOCK = 7_402_158
 
 _DATETIME = {SQLITE.name: "DATETIME", POSTGRES.name: "TIMESTAMP", MYSQL.name: "DATETIME(6)"}
@@ -79,6 +84,8 @@ def _ddl(dialect_name: str) -> list[str]:
         f"minute {ts} NOT NULL, queue VARCHAR(255) NOT NULL, "
         "finished INTEGER NOT NULL DEFAULT 0, failed INTEGER NOT NULL DEFAULT 0, "
         "PRIMARY KEY (minute, queue))",
+        f"CREATE TABLE IF NOT EXISTS {CONCURRENCY_TABLE} ("
+        "name VARCHAR(255) NOT NULL PRIMARY KEY, max_running INTEGER NOT NULL)",
     ]
 
 

@@ -27,6 +27,7 @@ COLUMNS = (
     "queue",
     "key",
     "interruptions",
+    "concurrency_key",
 )
 
 _NAME = re.compile(r"^\s*(?:function|class|model): ['\"]?([\w.:<>]+)", re.MULTILINE)
@@ -60,6 +61,9 @@ class Job:
     #: Runs cut short because the worker died (lease expired); they do not
     #: count as attempts, but too many fail the job (see ``MAX_INTERRUPTIONS``).
     interruptions: int = 0
+    #: The key whose concurrency limit this job counts against
+    #: (``@job(concurrency=...)``, see ``tinydj.limits``), else None.
+    concurrency_key: str | None = None
 
     @classmethod
     def from_row(cls, row: tuple[object, ...] | list[object]) -> Job:
@@ -105,6 +109,7 @@ class NewJob:
     run_at: datetime
     key: str | None = None
     reoccur_in: str | None = None
+    concurrency_key: str | None = None
 
     def params(self, now: Any, run_at: Any) -> tuple[Any, ...]:
         """Values of an INSERT (``sql.Statements.insert``), times as bound."""
@@ -118,6 +123,7 @@ class NewJob:
             self.reoccur_in,
             now,
             now,
+            self.concurrency_key,
         )
 
     def inserted(self, job_id: int, now: datetime) -> Job:
@@ -138,6 +144,8 @@ class NewJob:
             now,
             self.queue,
             self.key,
+            0,
+            self.concurrency_key,
         )
 
 

@@ -7,6 +7,8 @@ The model is the schema: ``Store.ensure_schema`` creates it from here.
 
 from __future__ import annotations
 
+from typing import Any
+
 import peewee
 from playhouse.sqlite_ext import AutoIncrementField
 
@@ -28,18 +30,8 @@ def make_model(
     micro_datetimes: bool = False,
     autoincrement: bool = False,
 ) -> type[peewee.Model]:
-    """Return a ``DelayedJob`` model class bound to ``database``.
-
-    Indexes (named, so that operators can find them):
-
-    - ``delayed_jobs_ready (priority, run_at, id) WHERE failed_at IS NULL``:
-      the reserve query walks it in order, so due jobs are found by an index
-      seek however many failed rows the table keeps;
-    - ``delayed_jobs_queue_ready (queue, priority, run_at, id)``: the same for
-      workers restricted to some queues;
-    - ``delayed_jobs_locked_by (locked_by)``: lease renewal and release;
-    - the unique index on ``key`` (recurring rows and ``schedule``).
-    """
+    """Return a ``DelayedJob`` model class bound to ``database`` (indexes:
+    see ``_add_indexes``)."""
 
     DateTime = _MicroDateTimeField if micro_datetimes else peewee.DateTimeField
 
@@ -64,42 +56,51 @@ def make_model(
         interruptions = peewee.IntegerField(default=0, constraints=[peewee.SQL("DEFAULT 0")])
         #: When ``tinydj.cancel`` asked the worker running the job to stop.
         cancel_requested_at = DateTime(null=True)
+        #: The key whose concurrency limit the job counts against (``tinydj.limits``).
+        concurrency_key = peewee.CharField(max_length=255, null=True)
 
         class Meta:
             table_name = TABLE
 
     DelayedJob._meta.database = database
-    # Without partial indexes (MySQL), failed_at leads, so that failed rows
-    # (kept for inspection, possibly millions) are skipped by the seek.
-    ready = DelayedJob.failed_at.is_null() if partial_indexes else None
-    lead = () if partial_indexes else (DelayedJob.failed_at,)
-    DelayedJob.add_index(
-        *lead,
-        DelayedJob.priority,
-        DelayedJob.run_at,
-        DelayedJob.id,
-        name="delayed_jobs_ready",
-        where=ready,
-    )
-    DelayedJob.add_index(
-        *lead,
-        DelayedJob.queue,
-        DelayedJob.priority,
-        DelayedJob.run_at,
-        DelayedJob.id,
-        name="delayed_jobs_queue_ready",
-        where=ready,
-    )
-    # Most jobs have no key: a partial index keeps them out of it.
-    DelayedJob.add_index(
-        DelayedJob.key,
-        name="delayed_jobs_key",
-        unique=True,
-        where=DelayedJob.key.is_null(False) if partial_indexes else None,
-    )
-    DelayedJob.add_index(
-        DelayedJob.locked_by,
-        name="delayed_jobs_locked_by",
-        where=DelayedJob.locked_by.is_null(False) if partial_indexes else None,
-    )
+    _add_indexes(DelayedJob, partial_indexes)
     return DelayedJob
+
+
+def _add_indexes(model: type[peewee.Model], partial: bool) -> None:
+    """The indexes of ``delayed_jobs`` (named, so that operators can find them).
+
+    - ``delayed_jobs_ready (priority, run_at, id) WHERE failed_at IS NULL AND
+      concurrency_key IS NULL``: the reserve walks it in order, so due jobs are
+      found by an index seek however many failed rows (or jobs waiting for a
+      concurrency slot) the table keeps;
+    - ``delayed_jobs_queue_ready (queue, priority, run_at, id)``: the same for
+      workers restricted to some queues;
+    - ``delayed_jobs_limited (concurrency_key, priority, run_at, id)`` and
+      ``delayed_jobs_holders (locked_at, concurrency_key)``: jobs with a
+      concurrency limit, and the running ones that hold its slots;
+    - ``delayed_jobs_locked_by (locked_by)``: lease renewal and release;
+    - the unique index on ``key`` (recurring rows, ``schedule``, unique jobs).
+
+    Without partial indexes (MySQL) ``failed_at`` and ``concurrency_key``
+    lead, so that the seek skips failed rows and limited jobs.
+    """
+    m: Any = model
+    ready = m.failed_at.is_null() & m.concurrency_key.is_null() if partial else None
+    lead = () if partial else (m.failed_at, m.concurrency_key)
+    order = (m.priority, m.run_at, m.id)
+    m.add_index(*lead, *order, name="delayed_jobs_ready", where=ready)
+    m.add_index(*lead, m.queue, *order, name="delayed_jobs_queue_ready", where=ready)
+    limited = m.concurrency_key.is_null(False) if partial else None
+    waiting = (limited & m.failed_at.is_null()) if partial else None
+    m.add_index(m.concurrency_key, *order, name="delayed_jobs_limited", where=waiting)
+    m.add_index(m.locked_at, m.concurrency_key, name="delayed_jobs_holders", where=limited)
+    # Most jobs have no key: a partial index keeps them out of it.
+    m.add_index(
+        m.key, name="delayed_jobs_key", unique=True, where=m.key.is_null(False) if partial else None
+    )
+    m.add_index(
+        m.locked_by,
+        name="delayed_jobs_locked_by",
+        where=m.locked_by.is_null(False) if partial else None,
+    )

@@ -132,6 +132,7 @@ _READERS: dict[str, tuple[Callable[[object], object], object]] = {
     "queue": (_text, _DECODED),
     "key": (_nullable(_text), _DECODED),
     "interruptions": (_integer, 0),
+    "concurrency_key": (_nullable(_text), _DECODED),
 }
 _PLAN = tuple((*_READERS[c], c) for c in COLUMNS)
 
@@ -184,7 +185,7 @@ def _t(value: Any) -> Any:
 def _fast(row: Sequence[Any]) -> Job:
     """The common case, well-formed rows, in one pass."""
     i, priority, attempts, handler, error, run_at, locked_at, locked_by = row[:8]
-    failed_at, reoccur_in, last_run_at, created_at, updated_at, queue, key, stops = row[8:]
+    failed_at, reoccur_in, last_run_at, created_at, updated_at, queue, key, stops, limit = row[8:]
     if type(priority) is not int or type(attempts) is not int or type(stops) is not int:
         raise _Slow
     handler, queue, reoccur_in = _s(handler), _s(queue), _s(reoccur_in)
@@ -212,6 +213,7 @@ def _fast(row: Sequence[Any]) -> Job:
         queue,
         _s(key),
         stops,
+        _s(limit),
     )
 
 

@@ -101,8 +101,9 @@ class Schema:
             if self._ready:
                 return
             conn = self._conn
-            complete = conn.run(self._create)
+            # An older table first gets the columns that new indexes name.
             conn.run(self._migrate)
+            complete = conn.run(self._create)
             # Created inside the caller's transaction, the table may still be
             # rolled back with it: check again next time.
             self._ready = complete and not conn.in_transaction()
@@ -164,6 +165,8 @@ class Schema:
 
     def _migrate(self) -> None:
         """Bring a table made by an older tinydj up to date (adds columns)."""
+        if not self._conn.db.table_exists(TABLE):
+            return
         have = {c.name for c in self._conn.db.get_columns(TABLE)}
         if "interruptions" not in have:
             self._conn.execute(
@@ -172,6 +175,28 @@ class Schema:
         if "cancel_requested_at" not in have:
             kind = {SQLITE: "DATETIME", MYSQL: "DATETIME(6)"}.get(self._conn.dialect, "TIMESTAMP")
             self._conn.execute(f"ALTER TABLE {TABLE} ADD COLUMN cancel_requested_at {kind} NULL")
+        if "concurrency_key" not in have:
+            self._conn.execute(f"ALTER TABLE {TABLE} ADD COLUMN concurrency_key VARCHAR(255) NULL")
+            # The reserve indexes leave jobs with a concurrency limit out now.
+            self._rebuild_indexes(("delayed_jobs_ready", "delayed_jobs_queue_ready"))
+
+    def _rebuild_indexes(self, stale: tuple[str, ...]) -> None:
+        """Drop the ``stale`` indexes, then create every index the model has and
+        the table lacks."""
+        db, execute = self._conn.db, self._conn.execute
+        have = {i.name for i in db.get_indexes(TABLE)}
+        for name in stale:
+            if name in have:
+                execute(
+                    f"DROP INDEX {name} ON {TABLE}"
+                    if self._conn.dialect is MYSQL
+                    else f"DROP INDEX {name}"
+                )
+                have.discard(name)
+        schema = self._model._schema  # type: ignore[attr-defined]
+        for index in self._model._meta.fields_to_index():
+            if index._name not in have:
+                execute(*schema._create_index(index, safe=False).query())
 
 
 # -- SQLite planner statistics -------------------------------------------------

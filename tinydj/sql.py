@@ -138,9 +138,10 @@ def dialect_for(database: peewee.Database) -> Dialect:
 PLAIN_COLUMNS = ", ".join(f'"{c}"' for c in COLUMNS)
 _INTEGERS = ("priority", "attempts", "interruptions")
 _INSERT_COLS = (
-    '(priority, attempts, handler, run_at, queue, "key", reoccur_in, created_at, updated_at)'
+    '(priority, attempts, handler, run_at, queue, "key", reoccur_in, created_at, updated_at, '
+    "concurrency_key)"
 )
-_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 _INTERRUPTED = (
     "'Interrupted: worker '",
     "locked_by",
@@ -289,6 +290,13 @@ class Statements:
         """Lock ``n`` jobs by id (MySQL's second step): (now, worker, *ids)."""
         return self._cached(("lock_ids", n), lambda: self._lock_prefix() + _in_list(n))
 
+    def lock_ids_returning(self, n: int) -> str:
+        """Lock ``n`` jobs by id and return them (returning dialects): (now, worker, *ids)."""
+        return self._cached(
+            ("lock_ids_returning", n),
+            lambda: f"{self._lock_prefix()}{_in_list(n)} RETURNING {self._cols}",
+        )
+
     def select_ids(self, n: int) -> str:
         return self._cached(
             ("select_ids", n),
@@ -343,8 +351,8 @@ def _due(queues: int, skip_locked: str, excluded: int = 0) -> str:
     if excluded:  # paused queues
         queue_clause += f" AND queue NOT IN {_in_list(excluded)}"
     return (
-        f"SELECT id FROM {TABLE} WHERE failed_at IS NULL AND run_at <= ? "
-        f"AND (locked_at IS NULL OR locked_at < ?){queue_clause} "
+        f"SELECT id FROM {TABLE} WHERE failed_at IS NULL AND concurrency_key IS NULL "
+        f"AND run_at <= ? AND (locked_at IS NULL OR locked_at < ?){queue_clause} "
         f"ORDER BY priority, run_at, id LIMIT ?{skip_locked}"
     )
 

@@ -27,7 +27,17 @@ from .job import Job, NewJob
 from .listener import Listener
 from .models import make_model
 from .schema import Schema
-from .sql import CHUNK, INSERT_ROWS, MYSQL, PLAIN_COLUMNS, SQLITE, Dialect, Statements, dialect_for
+from .sql import (
+    CHUNK,
+    INSERT_ROWS,
+    MYSQL,
+    PLAIN_COLUMNS,
+    POSTGRES,
+    SQLITE,
+    Dialect,
+    Statements,
+    dialect_for,
+)
 from .states import StateQueries
 
 __all__ = ["SQLITE_BUSY_BUDGET", "Dialect", "Listener", "NewJob", "Store", "dialect_for"]
@@ -207,6 +217,7 @@ class Store:
         done: Sequence[int] = (),
         *,
         exclude: Sequence[str] = (),
+        limited: Callable[[int], list[int]] | None = None,
     ) -> list[Job]:
         """Lock up to ``limit`` due jobs for ``worker``, in run order.
 
@@ -218,33 +229,59 @@ class Store:
         program) is failed here, with a ``last_error`` naming the column, and
         left out; the rest of the batch is returned. Jobs of the queues in
         ``exclude`` (paused ones) are not taken.
+
+        Jobs with a concurrency limit are only taken through ``limited``
+        (``limits.Gate.take``): called in the same transaction with the
+        batch's size, it returns the ids of those that may start; the rest of
+        the batch is filled with jobs without limits.
         """
         qs = list(queues or ())
         t_now = self._t(now)
-        due_params = (t_now, self._t(expired_before), *qs, *exclude, limit)
+        due_params = (t_now, self._t(expired_before), *qs, *exclude)
         shape = (len(qs), len(exclude))
 
-        def take() -> list[Any]:
+        def take(n: int) -> list[Any]:
             if self.dialect.returning:
                 sql = self.sql.reserve(*shape)
-                return list(self._execute(sql, (t_now, worker, *due_params)).fetchall())
-            ids = [r[0] for r in self._execute(self.sql.due(*shape), due_params).fetchall()]
-            if not ids:
-                return []
-            self._execute(self.sql.lock_ids(len(ids)), (t_now, worker, *ids))
-            return list(self._execute(self.sql.select_ids(len(ids)), ids).fetchall())
+                return list(self._execute(sql, (t_now, worker, *due_params, n)).fetchall())
+            found = self._execute(self.sql.due(*shape), (*due_params, n)).fetchall()
+            return self._lock(worker, t_now, [r[0] for r in found])
 
         def go() -> list[Any]:
-            if not done and self.dialect.returning:
-                return take()
+            if not done and self.dialect.returning and limited is None:
+                return take(limit)
+            if limited is not None and self.dialect is MYSQL:
+                self._read_committed()  # before the transaction begins
             with self.connection.transaction():
+                if limited is not None and self.dialect is POSTGRES:
+                    self._read_committed()  # first in the transaction
                 if done:
                     self._ack(worker, done)
-                return take()
+                picked = self._lock(worker, t_now, limited(limit)) if limited else []
+                return picked + take(limit - len(picked)) if len(picked) < limit else picked
 
         jobs = self._readable(self._run(go), worker, now)
         jobs.sort(key=lambda j: (j.priority, j.run_at, j.id))
         return jobs
+
+    def _lock(self, worker: str, t_now: Any, ids: Sequence[int]) -> list[Any]:
+        """Lock jobs chosen by id and return their rows."""
+        if not ids:
+            return []
+        if self.dialect.returning:
+            sql = self.sql.lock_ids_returning(len(ids))
+            return list(self._execute(sql, (t_now, worker, *ids)).fetchall())
+        self._execute(self.sql.lock_ids(len(ids)), (t_now, worker, *ids))
+        return list(self._execute(self.sql.select_ids(len(ids)), ids).fetchall())
+
+    def _read_committed(self) -> None:
+        """Make this (Postgres) or the next (MySQL) transaction READ COMMITTED:
+        the concurrency gate counts running jobs with fresh reads after it
+        took its lock (MySQL's default is REPEATABLE READ; a Postgres server
+        may be set to it). SQLite serializes writers."""
+        depth = self.db.transaction_depth()
+        if (self.dialect is POSTGRES and depth == 1) or (self.dialect is MYSQL and not depth):
+            self._execute("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
 
     def _readable(self, raw: Sequence[Sequence[Any]], worker: str, now: datetime) -> list[Job]:
         """The jobs of reserved rows; rows that cannot be read are failed."""

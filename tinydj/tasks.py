@@ -8,6 +8,7 @@ its first job.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 from collections.abc import Callable, Sequence
@@ -16,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 from zoneinfo import ZoneInfo
 
-from . import immediate, serialize
+from . import immediate, limits, serialize
 from . import options as check
 from .config import Config, get_config
 from .job import Job
@@ -75,11 +76,20 @@ def _when(when: object) -> datetime:
     return to_naive_utc(when)
 
 
-def _insert(config: Config, handler: str, options: _Options, run_at: datetime | None) -> Job:
+def _insert(
+    config: Config,
+    handler: str,
+    options: _Options,
+    run_at: datetime | None,
+    limit: tuple[str, int] | None = None,
+) -> Job:
     if config.immediate:
         return immediate.run(config, handler, options.queue, options.priority, run_at)
     now = _now(config)
     new = NewJob(handler, options.queue, options.priority, run_at or now)
+    if limit is not None:
+        limits.declare(config.store, *limit)
+        new = dataclasses.replace(new, concurrency_key=limit[0])
     return config.store.insert([new], now)[0]
 
 
@@ -106,10 +116,14 @@ class Task(Generic[P, R]):
         recurrence: Recurrence | None = None,
         unique: bool | str = False,
         unique_for: str | float | timedelta | None = None,
+        concurrency: int | None = None,
+        concurrency_key: str | Callable[..., object] | None = None,
     ) -> None:
         if not callable(fn):
             raise TypeError(f"@job needs a function, not {fn!r}")
         self.fn = fn
+        #: At most this many jobs (per key) at once (``tinydj.limits``), else None.
+        self.concurrency = limits.concurrency(concurrency, concurrency_key, fn)
         self.options = _Options(queue, priority, max_attempts, timeout)
         self.every = every
         #: How calls are kept unique (``tinydj.unique``), else None.
@@ -173,11 +187,20 @@ class Task(Generic[P, R]):
             timeout=self.options.timeout,
         )
 
+    def _limit(
+        self, config: Config, args: Sequence[Any], kwargs: dict[str, Any]
+    ) -> tuple[str, int] | None:
+        """The concurrency key of a call and its limit (None: no limit)."""
+        if self.concurrency is None or config.immediate:
+            return None
+        return self.concurrency.key(self.key, args, kwargs), self.concurrency.limit
+
     def _send(self, run_at: datetime | None, args: Sequence[Any], kwargs: dict[str, Any]) -> Job:
         config = get_config()
         if self.unique is not None and not config.immediate:
             return self._send_unique(config, run_at, args, kwargs)
-        return _insert(config, self._handler(config, args, kwargs), self.options, run_at)
+        limit = self._limit(config, args, kwargs)
+        return _insert(config, self._handler(config, args, kwargs), self.options, run_at, limit)
 
     def _send_unique(
         self,
@@ -187,10 +210,14 @@ class Task(Generic[P, R]):
         kwargs: dict[str, Any],
     ) -> Job:
         assert self.unique is not None
+        limit = self._limit(config, args, kwargs)
         handler = self._handler(config, args, dict(sorted(kwargs.items())))
         now = _now(config)
         key = self.unique.key(self.key, handler, now, self.unique_key)
         new = NewJob(handler, self.options.queue, self.options.priority, run_at or now, key=key)
+        if limit is not None:
+            limits.declare(config.store, *limit)
+            new = dataclasses.replace(new, concurrency_key=limit[0])
         return config.store.insert_unique(new, now)
 
     def send_later(self, *args: P.args, **kwargs: P.kwargs) -> Job:
@@ -211,7 +238,7 @@ class Task(Generic[P, R]):
         >>> resize.send_later_many([("a.png",), ("b.png",), {"path": "c.png"}])  # doctest: +SKIP
         """
         config = get_config()
-        if self.unique is not None:  # one row per distinct call
+        if self.unique is not None or self.concurrency is not None:  # one row per call
             return [
                 self._send(None, (), dict(c)) if isinstance(c, dict) else self._send(None, c, {})
                 for c in calls
@@ -246,6 +273,8 @@ def job(
     timeout: float | None = ...,
     unique: bool | str = ...,
     unique_for: str | float | timedelta | None = ...,
+    concurrency: int | None = ...,
+    concurrency_key: str | Callable[..., object] | None = ...,
 ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 def job(
     fn: Callable[P, R] | None = None,
@@ -257,6 +286,8 @@ def job(
     timeout: float | None = None,
     unique: bool | str = False,
     unique_for: str | float | timedelta | None = None,
+    concurrency: int | None = None,
+    concurrency_key: str | Callable[..., object] | None = None,
 ) -> Task[P, R] | Callable[[Callable[P, R]], Task[P, R]]:
     """Make a function a job: ``@job`` or ``@job(queue=..., priority=..., max_attempts=...)``.
 
@@ -266,7 +297,10 @@ def job(
     ``unique``: ``True`` (or ``"waiting"``): while a job of this function with
     equal arguments waits, ``send_*`` returns it instead of adding one;
     ``"running"``: also while it runs. ``unique_for``: ("1h") the same within
-    a period window (see ``tinydj.unique``).
+    a period window (see ``tinydj.unique``). ``concurrency``: at most this
+    many jobs of the function run at once, on all workers; with
+    ``concurrency_key`` (an argument's name, or a function of the arguments)
+    at most this many per value (see ``tinydj.limits``).
     """
     _Options(queue, priority, max_attempts, timeout)  # validate at decoration time
     uniqueness(unique, unique_for)
@@ -280,6 +314,8 @@ def job(
             timeout=timeout,
             unique=unique,
             unique_for=unique_for,
+            concurrency=concurrency,
+            concurrency_key=concurrency_key,
         )
 
     return decorate if fn is None else decorate(fn)

@@ -43,6 +43,7 @@ from .errors import DatabaseBusy
 from .executor import Executor
 from .job import Job
 from .leases import LeaseKeeper
+from .limits import Gate
 from .outcome import MAX_INTERRUPTIONS, Policy
 from .pool import Pool
 from .presence import Presence
@@ -179,6 +180,7 @@ class Worker:
             stopping=self._stopping,
             now=self._now,
             paused=self._presence.paused,
+            gate=Gate(self.store, self.poll_interval),
         )
         self._pool = Pool(self.name)
 

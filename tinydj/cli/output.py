@@ -131,6 +131,7 @@ _SHOW_ORDER = (
     "reoccur_in",
     "last_run_at",
     "key",
+    "concurrency_key",
     "created_at",
     "updated_at",
 )
