@@ -27,26 +27,14 @@ from proc_helpers import Processes, read_lines, wait_until
 import tinydj
 from tinydj.cli import main
 from tinydj.config import open_database
+from tinydj.job import COLUMNS as JOB_COLUMNS
 from tinydj.move import JOURNAL, MARKER_PREFIX, MoveReport, format_report, move_jobs
 from tinydj.schedule import utcnow
 from tinydj.store import NewJob, Store
 from tinydj.testing import FakeClock
 
-COLUMNS = (
-    "priority",
-    "attempts",
-    "handler",
-    "last_error",
-    "run_at",
-    "failed_at",
-    "reoccur_in",
-    "last_run_at",
-    "created_at",
-    "updated_at",
-    "queue",
-    "key",
-    "interruptions",
-)
+# Every column of the table but the id and the lock: what a move must keep.
+COLUMNS = tuple(c for c in JOB_COLUMNS if c not in ("id", "locked_at", "locked_by"))
 _SELECT = "SELECT id, " + ", ".join(f'"{c}"' for c in COLUMNS) + " FROM delayed_jobs"
 Row = tuple[Any, ...]
 

@@ -190,38 +190,11 @@ def configure(database: str | peewee.Database | None = None, **options: Any) -> 
     >>> tinydj.configure("sqlite:///jobs.db")  # doctest: +SKIP
     """
     global _current
-    unknown = set(options) - set(Options.__annotations__)
-    if unknown:
-        raise TypeError(f"configure() got unknown option(s): {', '.join(sorted(unknown))}")
-    max_attempts = options.get("max_attempts", DEFAULT_MAX_ATTEMPTS)
-    if not isinstance(max_attempts, int) or isinstance(max_attempts, bool) or max_attempts < 1:
-        raise ValueError(f"max_attempts must be a positive int, not {max_attempts!r}")
-    url: str | None = None
-    if database is None:
-        url = os.environ.get(ENV_DATABASE_URL) or DEFAULT_SQLITE_FILE
-        database = url
-    if isinstance(database, str):
-        url = database
-        db = open_database(
-            database,
-            busy_timeout=float(options.get("busy_timeout", DEFAULT_SQLITE_BUSY_TIMEOUT)),
-            synchronous=str(options.get("synchronous", DEFAULT_SQLITE_SYNCHRONOUS)),
-        )
-    elif isinstance(database, peewee.Database):
-        db = database
-    else:
-        raise TypeError(
-            f"database must be a URL or a peewee.Database, not {type(database).__name__}"
-        )
-    try:
-        store = Store(
-            db, serialize=isinstance(db, peewee.SqliteDatabase) and db.database == ":memory:"
-        )
-    except TypeError as exc:
-        raise ConfigurationError(str(exc)) from None
+    max_attempts = _check_options(options)
+    db, url = _open(database, options)
     config = Config(
         database=db,
-        store=store,
+        store=_store(db),
         max_attempts=max_attempts,
         allow_pickle=bool(options.get("allow_pickle", True)),
         url=url,
@@ -232,6 +205,43 @@ def configure(database: str | peewee.Database | None = None, **options: Any) -> 
     with _lock:
         _current = config
     return config
+
+
+def _check_options(options: dict[str, Any]) -> int:
+    """Refuse unknown options; the checked ``max_attempts``."""
+    unknown = set(options) - set(Options.__annotations__)
+    if unknown:
+        raise TypeError(f"configure() got unknown option(s): {', '.join(sorted(unknown))}")
+    max_attempts = options.get("max_attempts", DEFAULT_MAX_ATTEMPTS)
+    if not isinstance(max_attempts, int) or isinstance(max_attempts, bool) or max_attempts < 1:
+        raise ValueError(f"max_attempts must be a positive int, not {max_attempts!r}")
+    return max_attempts
+
+
+def _open(
+    database: str | peewee.Database | None, options: dict[str, Any]
+) -> tuple[peewee.Database, str | None]:
+    """The database ``configure`` was given (or the default one), and its URL if it had one."""
+    if database is None:
+        database = os.environ.get(ENV_DATABASE_URL) or DEFAULT_SQLITE_FILE
+    if isinstance(database, str):
+        db = open_database(
+            database,
+            busy_timeout=float(options.get("busy_timeout", DEFAULT_SQLITE_BUSY_TIMEOUT)),
+            synchronous=str(options.get("synchronous", DEFAULT_SQLITE_SYNCHRONOUS)),
+        )
+        return db, database
+    if isinstance(database, peewee.Database):
+        return database, None
+    raise TypeError(f"database must be a URL or a peewee.Database, not {type(database).__name__}")
+
+
+def _store(db: peewee.Database) -> Store:
+    memory = isinstance(db, peewee.SqliteDatabase) and db.database == ":memory:"
+    try:
+        return Store(db, serialize=memory)
+    except TypeError as exc:
+        raise ConfigurationError(str(exc)) from None
 
 
 def _modules(value: object) -> tuple[str, ...] | None:

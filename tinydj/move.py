@@ -70,6 +70,7 @@ from typing import Any
 
 import peewee
 
+from .job import COLUMNS
 from .models import TABLE
 from .redact import mask
 from .schedule import Clock, to_naive_utc, utcnow
@@ -102,22 +103,9 @@ _FOREVER = datetime(9999, 1, 1)
 _PG_LOCK = 7_402_159
 _CHUNK = 500
 _DATETIME = {SQLITE.name: "DATETIME", POSTGRES.name: "TIMESTAMP", MYSQL.name: "DATETIME(6)"}
-# Copied as they are; locked_at/locked_by are cleared. (id first: not copied.)
-_COPIED = (
-    "priority",
-    "attempts",
-    "handler",
-    "last_error",
-    "run_at",
-    "failed_at",
-    "reoccur_in",
-    "last_run_at",
-    "created_at",
-    "updated_at",
-    "queue",
-    "key",
-    "interruptions",
-)
+# Every column of the table but ``id`` (new rows get new ids) and the lock
+# (``locked_at``/``locked_by`` are cleared), copied as they are, in this order.
+_COPIED = tuple(c for c in COLUMNS if c not in ("id", "locked_at", "locked_by"))
 _TIMES = frozenset(i for i, c in enumerate(_COPIED) if c.endswith("_at"))
 _SELECT = "id, " + ", ".join(f'"{c}"' for c in _COPIED)
 _INSERT = f"INSERT INTO {TABLE} (" + ", ".join(f'"{c}"' for c in _COPIED) + ") VALUES "

@@ -251,78 +251,110 @@ def jobs_page(
     error: str | None = None,
 ) -> str:
     path = "failed" if failed_view else "jobs"
-    query: dict[str, object] = {
+    query = _job_query(flt, failed_view)
+    bulk = failed_view and not ctx.read_only
+    rows = [_job_row(ctx, job, bulk) for job in page.jobs]
+    head = _jobs_head(failed_view, bulk)
+    body = (
+        (f'<div class="flash bad">{esc(error)}</div>' if error else "")
+        + _filters(ctx, path, flt, queues, failed_view)
+        + (_bulk_bar(ctx, path, query) if bulk else "")
+        + table(head, rows, cls="jobs", empty="No job matches.", numeric=(len(head) - 3,))
+        + _pager(ctx, path, {k: v for k, v in query.items() if v not in (None, "")}, page)
+    )
+    return frame(ctx, path, "Failed jobs" if failed_view else "Jobs", body)
+
+
+def _job_query(flt: JobFilter, failed_view: bool) -> dict[str, object]:
+    """The filter as the list's query string (the failed view fixes the state)."""
+    return {
         "state": None if failed_view else flt.state,
         "queue": flt.queue,
         "function": flt.function,
         "q": flt.text,
         "id": flt.job_id,
     }
-    bulk = failed_view and not ctx.read_only
-    rows = []
-    for job in page.jobs:
-        state = (
-            "recurring"
-            if job.recurring and job_state(job, ctx.now) == "scheduled"
-            else job_state(job, ctx.now)
-        )
-        check = (
-            f'<td class="pick"><input type="checkbox" name="ids" value="{job.id}" form="bulk" '
-            f'aria-label="select job {job.id}"></td>'
-            if bulk
-            else ""
-        )
-        rows.append(
-            f"<tr>{check}<td>{_job_link(ctx, job)}</td><td>{badge(state)}</td>"
-            f'<td>{esc(job.queue)}</td><td class="mono fn">{esc(job.name)}</td>'
-            f'<td class="num">{job.attempts}</td>'
-            f"<td>{ago(job.failed_at if job.failed_at else job.run_at, ctx.now)}</td>"
-            f"{_error_cell(job)}</tr>"
-        )
-    head = [
-        "ID",
-        "State",
-        "Queue",
-        "Function",
-        "Att.",
-        "Failed" if failed_view else "Run at",
-        "Last error",
-    ]
-    if bulk:
-        head = ['<input type="checkbox" id="pick-all" aria-label="select all on this page">', *head]
-    bar = ""
-    if bulk:
-        bar = (
-            f'<form id="bulk" class="bulk" method="post" action="{esc(ctx.url("failed/bulk"))}">'
-            f'<input type="hidden" name="csrf" value="{esc(ctx.csrf)}">'
-            '<input type="hidden" name="next" '
-            f'value="{esc(ctx.url(path, **query)[len(ctx.base) + 1 :])}">'
-            '<span class="muted" id="picked">0 selected</span>'
-            '<button class="btn ok" name="action" value="retry" type="submit">Retry selected'
-            "</button>"
-            '<button class="btn danger" name="action" value="delete" type="submit" '
-            'data-confirm="Delete the selected jobs? This cannot be undone.">Delete selected'
-            "</button>"
-            "</form>"
-        )
-    warn = f'<div class="flash bad">{esc(error)}</div>' if error else ""
-    title = "Failed jobs" if failed_view else "Jobs"
-    body = (
-        warn
-        + _filters(ctx, path, flt, queues, failed_view)
-        + bar
-        + table(head, rows, cls="jobs", empty="No job matches.", numeric=(len(head) - 3,))
-        + _pager(ctx, path, {k: v for k, v in query.items() if v not in (None, "")}, page)
+
+
+def _job_row(ctx: Ctx, job: Job, bulk: bool) -> str:
+    state = job_state(job, ctx.now)
+    if job.recurring and state == "scheduled":
+        state = "recurring"
+    check = (
+        f'<td class="pick"><input type="checkbox" name="ids" value="{job.id}" form="bulk" '
+        f'aria-label="select job {job.id}"></td>'
+        if bulk
+        else ""
     )
-    return frame(ctx, path, title, body)
+    return (
+        f"<tr>{check}<td>{_job_link(ctx, job)}</td><td>{badge(state)}</td>"
+        f'<td>{esc(job.queue)}</td><td class="mono fn">{esc(job.name)}</td>'
+        f'<td class="num">{job.attempts}</td>'
+        f"<td>{ago(job.failed_at if job.failed_at else job.run_at, ctx.now)}</td>"
+        f"{_error_cell(job)}</tr>"
+    )
+
+
+def _jobs_head(failed_view: bool, bulk: bool) -> list[str]:
+    when = "Failed" if failed_view else "Run at"
+    head = ["ID", "State", "Queue", "Function", "Att.", when, "Last error"]
+    if bulk:
+        return ['<input type="checkbox" id="pick-all" aria-label="select all on this page">', *head]
+    return head
+
+
+def _bulk_bar(ctx: Ctx, path: str, query: dict[str, object]) -> str:
+    """The form the failed list's checkboxes belong to: retry or delete them."""
+    return (
+        f'<form id="bulk" class="bulk" method="post" action="{esc(ctx.url("failed/bulk"))}">'
+        f'<input type="hidden" name="csrf" value="{esc(ctx.csrf)}">'
+        '<input type="hidden" name="next" '
+        f'value="{esc(ctx.url(path, **query)[len(ctx.base) + 1 :])}">'
+        '<span class="muted" id="picked">0 selected</span>'
+        '<button class="btn ok" name="action" value="retry" type="submit">Retry selected'
+        "</button>"
+        '<button class="btn danger" name="action" value="delete" type="submit" '
+        'data-confirm="Delete the selected jobs? This cannot be undone.">Delete selected'
+        "</button>"
+        "</form>"
+    )
 
 
 def _field(name: str, value: str, *, raw: bool = False) -> str:
     return f"<tr><th>{esc(name)}</th><td>{value if raw else esc(value)}</td></tr>"
 
 
+_TIMES = frozenset({"run_at", "locked_at", "failed_at", "last_run_at", "created_at", "updated_at"})
+
+
 def job_page(ctx: Ctx, job: Job) -> str:
     state = job_state(job, ctx.now)
+    fields = [
+        _column(ctx, c, getattr(job, c)) for c in COLUMNS if c not in ("handler", "last_error")
+    ]
+    error = (
+        f'<section class="panel"><div class="panel-head"><h2>Last error</h2></div>'
+        f'<pre class="code err-text">{esc(job.last_error)}</pre></section>'
+        if job.last_error
+        else ""
+    )
+    body = (
+        f'<div class="jobhead">{badge(state)}<span class="mono fn big">{esc(job.name)}</span>'
+        f'<span class="muted">queue {esc(job.queue)} · {esc(_attempts(job))}</span></div>'
+        f'<div class="actions">{"".join(_job_actions(ctx, job, state))}</div>'
+        + error
+        + '<div class="split">'
+        f'<section class="panel"><div class="panel-head"><h2>Handler</h2></div>'
+        f'<pre class="code">{esc(job.handler)}</pre></section>'
+        f'<section class="panel"><div class="panel-head"><h2>Columns</h2></div>'
+        f'<table class="kv">{"".join(fields)}</table></section>'
+        "</div>"
+    )
+    return frame(ctx, "jobs", f"Job #{job.id}", body)
+
+
+def _job_actions(ctx: Ctx, job: Job, state: str) -> list[str]:
+    """The buttons for what can be done to the job in its state."""
     actions = []
     if state == "failed":
         actions.append(ctx.form(f"jobs/{job.id}/retry", "Retry", style="ok"))
@@ -336,60 +368,35 @@ def job_page(ctx: Ctx, job: Job) -> str:
             else ctx.form(f"jobs/{job.id}/pause", "Pause", style="warn")
         )
     if state != "running":
+        confirm = f"Delete job #{job.id}? This cannot be undone."
+        back = "failed" if state == "failed" else "jobs"
         actions.append(
-            ctx.form(
-                f"jobs/{job.id}/delete",
-                "Delete",
-                style="danger",
-                confirm=f"Delete job #{job.id}? This cannot be undone.",
-                next="failed" if state == "failed" else "jobs",
-            )
+            ctx.form(f"jobs/{job.id}/delete", "Delete", style="danger", confirm=confirm, next=back)
         )
-    times = {"run_at", "locked_at", "failed_at", "last_run_at", "created_at", "updated_at"}
-    fields = []
-    for col in COLUMNS:
-        if col in ("handler", "last_error"):
-            continue
-        value = getattr(job, col)
-        if col in times:
-            text = (
-                f'{esc(stamp(value))} <span class="muted">({ago(value, ctx.now)})</span>'
-                if value
-                else "—"
-            )
-            fields.append(_field(col, text, raw=True))
-        elif col == "locked_by" and value:
-            fields.append(
-                _field(
-                    col,
-                    f'<a class="mono" href="{esc(ctx.url("workers"))}">{esc(value)}</a>',
-                    raw=True,
-                )
-            )
-        else:
-            fields.append(_field(col, "—" if value is None else str(value)))
-    attempts = (
+    return actions
+
+
+def _column(ctx: Ctx, col: str, value: object) -> str:
+    """One row of the job's column table: times absolute and relative, the
+    worker holding it as a link."""
+    if col in _TIMES:
+        if not value:
+            return _field(col, "—", raw=True)
+        assert isinstance(value, datetime)
+        text = f'{esc(stamp(value))} <span class="muted">({ago(value, ctx.now)})</span>'
+        return _field(col, text, raw=True)
+    if col == "locked_by" and value:
+        link = f'<a class="mono" href="{esc(ctx.url("workers"))}">{esc(value)}</a>'
+        return _field(col, link, raw=True)
+    return _field(col, "—" if value is None else str(value))
+
+
+def _attempts(job: Job) -> str:
+    return (
         f"{job.attempts} failed run{'s' if job.attempts != 1 else ''}"
         + (f", {job.interruptions} interrupted" if job.interruptions else "")
         + (f"; the last error at {stamp(job.updated_at)} UTC" if job.last_error else "")
     )
-    error = (
-        f'<section class="panel"><div class="panel-head"><h2>Last error</h2></div>'
-        f'<pre class="code err-text">{esc(job.last_error)}</pre></section>'
-        if job.last_error
-        else ""
-    )
-    body = (
-        f'<div class="jobhead">{badge(state)}<span class="mono fn big">{esc(job.name)}</span>'
-        f'<span class="muted">queue {esc(job.queue)} · {esc(attempts)}</span></div>'
-        f'<div class="actions">{"".join(actions)}</div>' + error + '<div class="split">'
-        f'<section class="panel"><div class="panel-head"><h2>Handler</h2></div>'
-        f'<pre class="code">{esc(job.handler)}</pre></section>'
-        f'<section class="panel"><div class="panel-head"><h2>Columns</h2></div>'
-        f'<table class="kv">{"".join(fields)}</table></section>'
-        "</div>"
-    )
-    return frame(ctx, "jobs", f"Job #{job.id}", body)
 
 
 def recurring_page(ctx: Ctx, jobs: Sequence[Job]) -> str:

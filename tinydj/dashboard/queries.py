@@ -20,6 +20,7 @@ from typing import Any
 
 from ..job import COLUMNS, Job
 from ..models import TABLE
+from ..states import CONDITIONS
 from ..store import Store
 
 __all__ = [
@@ -56,16 +57,22 @@ def _like(text: str) -> str:
     return text.replace("!", "!!").replace("%", "!%").replace("_", "!_")
 
 
-def _state_sql(state: str) -> str:
-    return {
-        "ready": "failed_at IS NULL AND locked_at IS NULL AND run_at <= ?",
-        "scheduled": "failed_at IS NULL AND locked_at IS NULL AND run_at > ?",
-        # The locked_by index holds only locked rows: no scan of the table.
-        "running": "locked_by IS NOT NULL AND locked_at IS NOT NULL AND failed_at IS NULL",
-        "failed": "failed_at IS NOT NULL",
-        # Recurring rows always carry a key: the (partial) key index finds them.
-        "recurring": '"key" IS NOT NULL AND reoccur_in IS NOT NULL',
-    }[state]
+# The SQL condition of each filter state; its ``?`` (if any) is ``now``.
+# "running" and "failed" are the states of ``tinydj.states``. The dashboard
+# differs on recurring jobs: "recurring" is a kind of job, listed whatever its
+# state (the Recurring page shows running and failed ones too), and a recurring
+# row waiting for its time is ready or scheduled like any other (the overview's
+# cards count it there), where ``tinydj.states`` gives it a state of its own.
+_STATE_SQL = {
+    "ready": "failed_at IS NULL AND locked_at IS NULL AND run_at <= ?",
+    "scheduled": "failed_at IS NULL AND locked_at IS NULL AND run_at > ?",
+    # A lock sets locked_by too; the locked_by index holds only locked rows:
+    # no scan of the table.
+    "running": f"locked_by IS NOT NULL AND {CONDITIONS['running']}",
+    "failed": CONDITIONS["failed"],
+    # Recurring rows always carry a key: the (partial) key index finds them.
+    "recurring": '"key" IS NOT NULL AND reoccur_in IS NOT NULL',
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,9 +99,9 @@ class JobFilter:
             where.append("id = ?")
             params.append(self.job_id)
         if self.state:
-            where.append(_state_sql(self.state))
-            if self.state in ("ready", "scheduled"):
-                params.append(store._t(now))
+            condition = _STATE_SQL[self.state]
+            where.append(condition)
+            params += [store._t(now)] * condition.count("?")
         if self.queue:
             where.append("queue = ?")
             params.append(self.queue)
@@ -254,10 +261,9 @@ def queue_counts(store: Store, now: datetime) -> list[QueueCounts]:
         f"MIN(run_at) FROM {TABLE} WHERE failed_at IS NULL GROUP BY queue"
     )
     running_sql = (
-        f"SELECT queue, COUNT(*) FROM {TABLE} WHERE locked_by IS NOT NULL "
-        "AND locked_at IS NOT NULL AND failed_at IS NULL GROUP BY queue"
+        f"SELECT queue, COUNT(*) FROM {TABLE} WHERE {_STATE_SQL['running']} GROUP BY queue"
     )
-    failed_sql = f"SELECT queue, COUNT(*) FROM {TABLE} WHERE failed_at IS NOT NULL GROUP BY queue"
+    failed_sql = f"SELECT queue, COUNT(*) FROM {TABLE} WHERE {_STATE_SQL['failed']} GROUP BY queue"
 
     def go() -> tuple[list[Any], list[Any], list[Any]]:
         with store.db.atomic():  # one snapshot for the three counts
@@ -327,7 +333,7 @@ def held_jobs(store: Store, limit: int = 1000) -> dict[str, list[Job]]:
 def recurring_jobs(store: Store) -> list[Job]:
     """Every recurring row, by name."""
     store.ensure_schema()
-    sql = f'SELECT {_COLS} FROM {TABLE} WHERE {_state_sql("recurring")} ORDER BY "key"'
+    sql = f'SELECT {_COLS} FROM {TABLE} WHERE {_STATE_SQL["recurring"]} ORDER BY "key"'
     rows = store._run(lambda: store.query(sql).fetchall())
     return [Job.from_row(r) for r in rows]
 

@@ -46,9 +46,37 @@ def run(
     takes_context: bool = False,
 ) -> Any:
     """Run the Django task at import path ``task`` (called by a tinydj worker)."""
-    from .backend import TaskBackend, aware
+    from .backend import TaskBackend
 
     django_task = import_string(task).using(backend=backend)
+    result, attempt = _started(django_task, args, kwargs, backend)
+    task_started.send(sender=TaskBackend, task_result=result)
+    close_old_connections()
+    try:
+        if takes_context:
+            value = django_task.call(TaskContext(task_result=result), *args, **kwargs)
+        else:
+            value = django_task.call(*args, **kwargs)
+        value = normalize_json(value)
+    except BaseException as exc:
+        if attempt >= max_attempts:
+            result.errors.append(_error(exc))
+            _finish(result, TaskResultStatus.FAILED)
+        raise
+    finally:
+        close_old_connections()
+    object.__setattr__(result, "_return_value", value)
+    _finish(result, TaskResultStatus.SUCCESSFUL)
+    return value
+
+
+def _started(
+    django_task: Any, args: list[Any], kwargs: dict[str, Any], backend: str
+) -> tuple[TaskResult, int]:
+    """The RUNNING ``TaskResult`` of this attempt (earlier errors and workers
+    from the kept result), and the attempt's number."""
+    from .backend import aware
+
     running = results.running_job()
     now = timezone.now()
     job_id, attempt, enqueued_at, worker = "", 1, None, ""
@@ -56,7 +84,6 @@ def run(
         job, worker = running
         job_id, attempt, enqueued_at = str(job.id), job.attempts + 1, aware(job.created_at)
     kept = results.get(int(job_id)) if job_id else None
-    workers = list(kept.worker_ids) if kept else [worker] * attempt
     result = TaskResult(
         task=django_task,
         id=job_id,
@@ -72,36 +99,26 @@ def run(
             TaskError(exception_class_path=e["type"], traceback=e["traceback"])
             for e in (kept.errors if kept else [])
         ],
-        worker_ids=workers,
+        worker_ids=list(kept.worker_ids) if kept else [worker] * attempt,
     )
-    task_started.send(sender=TaskBackend, task_result=result)
-    close_old_connections()
-    try:
-        if takes_context:
-            value = django_task.call(TaskContext(task_result=result), *args, **kwargs)
-        else:
-            value = django_task.call(*args, **kwargs)
-        value = normalize_json(value)
-    except BaseException as exc:
-        if attempt >= max_attempts:
-            cls = type(exc)
-            result.errors.append(
-                TaskError(
-                    exception_class_path=f"{cls.__module__}.{cls.__qualname__}",
-                    traceback="".join(format_exception(exc)),
-                )
-            )
-            object.__setattr__(result, "status", TaskResultStatus.FAILED)
-            object.__setattr__(result, "finished_at", timezone.now())
-            task_finished.send(sender=TaskBackend, task_result=result)
-        raise
-    finally:
-        close_old_connections()
-    object.__setattr__(result, "status", TaskResultStatus.SUCCESSFUL)
+    return result, attempt
+
+
+def _error(exc: BaseException) -> TaskError:
+    cls = type(exc)
+    return TaskError(
+        exception_class_path=f"{cls.__module__}.{cls.__qualname__}",
+        traceback="".join(format_exception(exc)),
+    )
+
+
+def _finish(result: TaskResult, status: TaskResultStatus) -> None:
+    """Mark the (frozen) result finished now and send ``task_finished``."""
+    from .backend import TaskBackend
+
+    object.__setattr__(result, "status", status)
     object.__setattr__(result, "finished_at", timezone.now())
-    object.__setattr__(result, "_return_value", value)
     task_finished.send(sender=TaskBackend, task_result=result)
-    return value
 
 
 def _describe(call: Call) -> tuple[str, list[Any], dict[str, Any]]:
