@@ -26,6 +26,12 @@ def noop(*args: Any, **kwargs: Any) -> None:
     """The job every throughput benchmark runs: does nothing."""
 
 
+@tinydj.job(concurrency=2, concurrency_key="key")
+def limited(key: str, seconds: float) -> None:
+    """``benchmarks/concurrency.py``'s limited work: two per key at once."""
+    time.sleep(seconds)
+
+
 #: Pickup latencies (seconds) recorded by ``probe_local`` in this process.
 LOCAL: queue.SimpleQueue[float] = queue.SimpleQueue()
 
