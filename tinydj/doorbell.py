@@ -44,7 +44,8 @@ class Doorbell:
     def ring_after_commit(self, database: peewee.Database) -> None:
         """Ring once the insert can be seen: a job enqueued inside the
         application's transaction wakes workers only when it commits."""
-        if self._callbacks or self._channel(database) is not None:
+        sender = self._channel(database)
+        if self._callbacks or (sender is not None and sender.active()):
             try:
                 database.after_commit(self.ring)
             except ValueError:  # peewee's manual-commit mode has no hooks

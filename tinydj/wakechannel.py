@@ -241,6 +241,13 @@ class Sender:
         self._mtime: int | None = None
         self._listed_at = 0.0
 
+    def active(self) -> bool:
+        """True if some worker may listen (cheap: the directory is looked at
+        once per ``RECHECK``)."""
+        if time.monotonic() >= self._next_check:
+            self._refresh()
+        return bool(self._targets)
+
     def send(self, skip: frozenset[str] = frozenset()) -> None:
         """One byte to each worker's socket but those in ``skip`` (a commit
         may have made jobs due)."""
