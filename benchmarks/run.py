@@ -52,7 +52,8 @@ from common import child_env, run_child  # noqa: E402
 LIBS = ("tinydj", "huey", "floor", "batched")
 GROUPS = ("enqueue", "drain", "latency", "reserve", "memory")
 #: Polling tick (seconds) given to huey's consumer in the latency benchmarks:
-#: the same 5 ms as tinydj's idle PRAGMA data_version watch.
+#: the same 5 ms as tinydj's PRAGMA data_version watch when it has no wake
+#: channel (with one, tinydj is woken by a datagram and watches every 100 ms).
 HUEY_POLL = 0.005
 
 

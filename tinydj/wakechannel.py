@@ -102,7 +102,7 @@ def _base() -> str:
 def directory_for(name: object) -> str | None:
     """The channel directory of the SQLite database ``name`` (its file
     name as peewee holds it), or None when it can have none."""
-    if not hasattr(socket, "AF_UNIX") or not hasattr(os, "getuid"):
+    if not (hasattr(socket, "AF_UNIX") and hasattr(os, "getuid") and hasattr(select, "poll")):
         return None
     path = _file_path(name)
     if path is None:
