@@ -52,7 +52,8 @@ from common import child_env, run_child  # noqa: E402
 LIBS = ("tinydj", "huey", "floor", "batched")
 GROUPS = ("enqueue", "drain", "latency", "reserve", "memory")
 #: Polling tick (seconds) given to huey's consumer in the latency benchmarks:
-#: the same 5 ms as tinydj's idle PRAGMA data_version watch.
+#: the same 5 ms as tinydj's PRAGMA data_version watch when it has no wake
+#: channel (with one, tinydj is woken by a datagram and watches every 100 ms).
 HUEY_POLL = 0.005
 
 
@@ -417,6 +418,7 @@ def _latency_stats(values: list[float]) -> dict[str, Any]:
     return {
         "samples": len(ms),
         "p50_ms": statistics.median(ms),
+        "p95_ms": percentile(ms, 95),
         "p99_ms": percentile(ms, 99),
         "max_ms": max(ms),
         "mean_ms": statistics.fmean(ms),
@@ -481,8 +483,46 @@ def _stop_process(proc: subprocess.Popen[bytes], sig: int) -> None:
             proc.wait()
 
 
+def _cpu_seconds(pid: int) -> float | None:
+    """CPU time (user + system, seconds) of process ``pid`` so far; None
+    where /proc is missing. Per-thread scheduler statistics (nanoseconds) if
+    the kernel keeps them, else /proc/PID/stat (clock ticks)."""
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return None
+    total, ok = 0, True
+    for task in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{task}/schedstat") as fh:
+                total += int(fh.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            ok = False
+            break
+    if ok:
+        return total / 1e9
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _idle_cpu(pid: int, seconds: float) -> float | None:
+    """Share of one core (percent) process ``pid`` uses while idle for ``seconds``."""
+    time.sleep(0.5)  # the last probe's job has finished
+    before, t0 = _cpu_seconds(pid), time.monotonic()
+    time.sleep(seconds)
+    after, t1 = _cpu_seconds(pid), time.monotonic()
+    if before is None or after is None:
+        return None
+    return (after - before) / (t1 - t0) * 100
+
+
 def scn_latency_remote(p: dict[str, Any]) -> dict[str, Any]:
-    """A worker in another process; the job sends its start time back over UDP."""
+    """A worker in another process; the job sends its start time back over UDP.
+    Then the idle worker's CPU share over ``idle_seconds``."""
     import bench_jobs
 
     lib, path, count = p["lib"], p["path"], p["samples"]
@@ -519,12 +559,13 @@ def scn_latency_remote(p: dict[str, Any]) -> dict[str, Any]:
     proc = subprocess.Popen(cmd, env=child_env(), stdout=subprocess.DEVNULL)
     try:
         values = _samples(count, enqueue, receive)
+        idle_cpu = _idle_cpu(proc.pid, p.get("idle_seconds", 5.0))
     finally:
         _stop_process(proc, stop_signal)
         sock.close()
         if lib == "tinydj":
             config.store.close()
-    return {**_latency_stats(values), "method": method}
+    return {**_latency_stats(values), "idle_cpu_pct": idle_cpu, "method": method}
 
 
 # -- reserve cost with many rows that are not due ------------------------------
@@ -741,6 +782,7 @@ def plan_sizes(args: argparse.Namespace) -> dict[str, Any]:
         "batch": 1000,
         "drain_n": 5000 if quick else 20000,
         "latency_samples": 100 if quick else 200,
+        "idle_seconds": 3.0 if quick else 5.0,
         "reserve_sizes": [10_000, 100_000, 1_000_000],
         "reserve_jobs": 1000 if quick else 2000,
         "reserve_reps": 5,
@@ -863,6 +905,7 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
                             {
                                 "lib": lib,
                                 "samples": sizes["latency_samples"],
+                                "idle_seconds": sizes["idle_seconds"],
                                 "path": runner.path(f"lat-{kind}-{lib}"),
                             },
                         )
@@ -1018,13 +1061,27 @@ def render(out: dict[str, Any]) -> str:
         data = res.get(f"latency_{kind}")
         if not data:
             continue
-        for q in ("p50", "p99"):
+        for q in ("p50", "p95", "p99"):
             t, h = _get(data, "tinydj", f"{q}_ms"), _get(data, "huey", f"{q}_ms")
             rows.append(
                 (
                     f"pickup latency {q}, {label}",
                     "—" if t is None else f"{t:.2f} ms",
                     "—" if h is None else f"{h:.2f} ms",
+                    "",
+                    "",
+                    _ratio(t, h),
+                    "",
+                    "",
+                )
+            )
+        t, h = _get(data, "tinydj", "idle_cpu_pct"), _get(data, "huey", "idle_cpu_pct")
+        if t is not None or h is not None:
+            rows.append(
+                (
+                    "idle worker CPU, other process (% of a core)",
+                    "—" if t is None else f"{t:.2f}%",
+                    "—" if h is None else f"{h:.2f}%",
                     "",
                     "",
                     _ratio(t, h),
@@ -1166,6 +1223,10 @@ def targets(out: dict[str, Any]) -> list[dict[str, Any]]:
         "latency p50 other process < 1 ms",
         _get(res, "latency_remote", "tinydj", "p50_ms"), 1.0, False, "ms",
     )  # fmt: skip
+    check(
+        "idle worker (other process) < 1% of a core",
+        _get(res, "latency_remote", "tinydj", "idle_cpu_pct"), 1.0, False, "% of a core",
+    )  # fmt: skip
     return checks
 
 
@@ -1228,6 +1289,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, help="bulk batch size (1,000)")
     parser.add_argument("--drain-n", type=int, help="backlog drained (20,000; quick 5,000)")
     parser.add_argument("--latency-samples", type=int, help="latency samples (200; quick 100)")
+    parser.add_argument(
+        "--idle-seconds", type=float, help="idle worker CPU measured over (5 s; quick 3 s)"
+    )
     parser.add_argument(
         "--reserve-sizes",
         type=lambda t: [int(x) for x in t.split(",")],
