@@ -13,7 +13,8 @@ The worker is the public face of parts that each do one thing:
 - ``outcome.decide``: retry, fail or reschedule (pure);
 - ``completer.Completer``: writes the decision, retrying while the database
   is away;
-- ``wakeup.WakeUp``: wakes idle threads (enqueue here, SQLite commits,
+- ``wakeup.WakeUp``: wakes idle threads (an enqueue here; on SQLite a
+  datagram from an enqueue in another process, else ``data_version``;
   Postgres NOTIFY);
 - ``recurring.RecurringRows``: the rows of the ``@every`` functions.
 
