@@ -1057,38 +1057,21 @@ def render(out: dict[str, Any]) -> str:
         rate_row(
             f"drain {s['drain_n']:,}, 1 thread, batch_size={b} (non-default)", "drain_t1_batch"
         )
+
+    def peer_row(label: str, t: float | None, h: float | None, unit: str) -> None:
+        shown = ["—" if v is None else f"{v:.2f}{unit}" for v in (t, h)]
+        rows.append((label, *shown, "", "", _ratio(t, h), "", ""))
+
     for kind, label in (("local", "same process"), ("remote", "other process")):
         data = res.get(f"latency_{kind}")
         if not data:
             continue
         for q in ("p50", "p95", "p99"):
             t, h = _get(data, "tinydj", f"{q}_ms"), _get(data, "huey", f"{q}_ms")
-            rows.append(
-                (
-                    f"pickup latency {q}, {label}",
-                    "—" if t is None else f"{t:.2f} ms",
-                    "—" if h is None else f"{h:.2f} ms",
-                    "",
-                    "",
-                    _ratio(t, h),
-                    "",
-                    "",
-                )
-            )
+            peer_row(f"pickup latency {q}, {label}", t, h, " ms")
         t, h = _get(data, "tinydj", "idle_cpu_pct"), _get(data, "huey", "idle_cpu_pct")
         if t is not None or h is not None:
-            rows.append(
-                (
-                    "idle worker CPU, other process (% of a core)",
-                    "—" if t is None else f"{t:.2f}%",
-                    "—" if h is None else f"{h:.2f}%",
-                    "",
-                    "",
-                    _ratio(t, h),
-                    "",
-                    "",
-                )
-            )
+            peer_row("idle worker CPU, other process (% of a core)", t, h, "%")
     for variant, note in (("reserve", ""), ("reserve_nostats", ", no planner stats")):
         reserve = res.get(variant) or {}
         base = None

@@ -8,6 +8,7 @@ cannot silently vanish.
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from collections.abc import Iterator
 from datetime import datetime
@@ -162,6 +163,18 @@ def isolated_registry() -> Iterator[None]:
     yield
     tasks._recurring.clear()
     tasks._recurring.update(saved)
+
+
+@pytest.fixture
+def children() -> Iterator[list[subprocess.Popen[bytes]]]:
+    """Child processes a test starts itself (appended to this list); those
+    still running at teardown are killed, and all are reaped."""
+    started: list[subprocess.Popen[bytes]] = []
+    yield started
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(10)
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -266,16 +265,6 @@ def test_schedule_refuses_bad_arguments_and_writes_nothing(
 # -- several processes, one fixed clock: once per fire ---------------------------
 
 PROCESSES = 4
-
-
-@pytest.fixture
-def children(tmp_path: Path) -> Iterator[list[subprocess.Popen[bytes]]]:
-    started: list[subprocess.Popen[bytes]] = []
-    yield started
-    for proc in started:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(10)
 
 
 @pytest.mark.slow

@@ -82,18 +82,8 @@ def db(tmp_path: Path, wake_dir: Path) -> Iterator[Path]:
     config.store.close()
 
 
-@pytest.fixture
-def spawn(tmp_path: Path) -> Iterator[list[subprocess.Popen[bytes]]]:
-    started: list[subprocess.Popen[bytes]] = []
-    yield started
-    for proc in started:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(10)
-
-
 def start_worker(
-    spawn: list[subprocess.Popen[bytes]], tmp_path: Path, db: Path, mode: str, name: str = "w"
+    children: list[subprocess.Popen[bytes]], tmp_path: Path, db: Path, mode: str, name: str = "w"
 ) -> tuple[subprocess.Popen[bytes], Path, Path]:
     sleeps, log = tmp_path / f"{name}.sleeps", tmp_path / f"{name}.log"
     with open(log, "wb") as out:
@@ -105,7 +95,7 @@ def start_worker(
             stdout=out,
             stderr=subprocess.STDOUT,
         )
-    spawn.append(proc)
+    children.append(proc)
     return proc, sleeps, log
 
 
@@ -123,9 +113,9 @@ def reports(path: Path) -> list[dict[str, int | str]]:
 
 
 def test_enqueue_in_this_process_wakes_a_worker_in_another(
-    tmp_path: Path, db: Path, spawn: list[subprocess.Popen[bytes]]
+    tmp_path: Path, db: Path, children: list[subprocess.Popen[bytes]]
 ) -> None:
-    proc, sleeps, log = start_worker(spawn, tmp_path, db, "channel-only")
+    proc, sleeps, log = start_worker(children, tmp_path, db, "channel-only")
     wait_until(lambda: read_lines(sleeps), 60, "the worker to fall asleep", details=log.read_text)
     assert read_lines(sleeps)[0] == "1", "the worker has no wake channel"
     (name,) = sockets(db)
@@ -149,9 +139,9 @@ def test_enqueue_in_this_process_wakes_a_worker_in_another(
 
 
 def test_socket_of_a_killed_worker_is_removed_by_the_next_enqueue(
-    tmp_path: Path, db: Path, spawn: list[subprocess.Popen[bytes]]
+    tmp_path: Path, db: Path, children: list[subprocess.Popen[bytes]]
 ) -> None:
-    proc, sleeps, log = start_worker(spawn, tmp_path, db, "channel-only")
+    proc, sleeps, log = start_worker(children, tmp_path, db, "channel-only")
     wait_until(lambda: read_lines(sleeps), 60, "the worker to fall asleep", details=log.read_text)
     assert len(sockets(db)) == 1
     proc.send_signal(signal.SIGKILL)
@@ -176,12 +166,15 @@ def test_stopped_worker_removes_its_socket(db: Path) -> None:
 
 
 def test_worker_falls_back_to_the_tick_without_a_directory(
-    tmp_path: Path, db: Path, spawn: list[subprocess.Popen[bytes]], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    db: Path,
+    children: list[subprocess.Popen[bytes]],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     blocker = tmp_path / "not-a-directory"
     blocker.write_text("")
     monkeypatch.setenv("TINYDJ_WAKE_DIR", str(blocker / "wake"))
-    proc, sleeps, log = start_worker(spawn, tmp_path, db, "default")
+    proc, sleeps, log = start_worker(children, tmp_path, db, "default")
     wait_until(lambda: read_lines(sleeps), 60, "the worker to fall asleep", details=log.read_text)
     assert read_lines(sleeps)[0] == "0", "a channel where none can be"
 
