@@ -143,22 +143,23 @@ def test_show_prints_every_column_the_call_and_the_whole_error(
     result = cli("show", "3")
     assert (result.status, result.err) == (0, "")
     assert result.out == (
-        "id             3\n"
-        "state          failed\n"
-        "job            sample_jobs:always_fails\n"
-        "queue          default\n"
-        "priority       0\n"
-        "attempts       2\n"
-        "interruptions  0\n"
-        "run_at         2030-01-01 12:00:00 UTC\n"
-        "failed_at      2030-01-01 11:55:00 UTC\n"
-        "locked_at      -\n"
-        "locked_by      -\n"
-        "reoccur_in     -\n"
-        "last_run_at    -\n"
-        "key            -\n"
-        "created_at     2030-01-01 12:00:00 UTC\n"
-        "updated_at     2030-01-01 12:00:00 UTC\n"
+        "id               3\n"
+        "state            failed\n"
+        "job              sample_jobs:always_fails\n"
+        "queue            default\n"
+        "priority         0\n"
+        "attempts         2\n"
+        "interruptions    0\n"
+        "run_at           2030-01-01 12:00:00 UTC\n"
+        "failed_at        2030-01-01 11:55:00 UTC\n"
+        "locked_at        -\n"
+        "locked_by        -\n"
+        "reoccur_in       -\n"
+        "last_run_at      -\n"
+        "key              -\n"
+        "concurrency_key  -\n"
+        "created_at       2030-01-01 12:00:00 UTC\n"
+        "updated_at       2030-01-01 12:00:00 UTC\n"
         "handler:\n"
         "    tinydj: 1\n"
         "    function: sample_jobs:always_fails\n"
@@ -175,8 +176,8 @@ def test_show_prints_every_column_the_call_and_the_whole_error(
 
 def test_show_of_a_running_job_names_its_worker(cli: Run, five_states: dict[str, int]) -> None:
     out = cli("show", "4").out.splitlines()
-    assert "state          running" in out
-    assert f"locked_by      {WORKER}" in out
+    assert "state            running" in out
+    assert f"locked_by        {WORKER}" in out
     assert out[-2:] == ["last_error:", "    -"]
 
 
