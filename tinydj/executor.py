@@ -27,6 +27,7 @@ from .timeouts import MainThreadAlarm, complete, run_with_timeout
 __all__ = ["Executor", "call_hook", "call_hook_guarded", "cancelled"]
 
 log = logging.getLogger("tinydj.worker")
+_DEBUG = logging.DEBUG
 
 
 def call_hook(target: object | None, name: str, *args: Any) -> None:
@@ -125,22 +126,17 @@ class Executor:
 
     def _run(self, job: Job) -> Outcome:
         started = time.perf_counter()
-        if log.isEnabledFor(logging.DEBUG):
+        if log.isEnabledFor(_DEBUG):
             log.debug("Job %s (id=%s) RUNNING", job.name, job.id, extra={"action": "start_job"})
         if job.interruptions >= self.policy.max_interruptions:
             return Outcome.gave_up(job.interruptions)
-        try:
-            call = serialize.load(
-                job.handler,
-                allow_pickle=self.config.allow_pickle,
-                allowed_modules=self.config.allowed_modules,
-            )
-        except HandlerError as exc:
-            return Outcome.unloadable(exc, job.handler)
-        except Exception as exc:  # a loader bug must not leave the job held
-            return Outcome.unloadable(HandlerError(f"{type(exc).__name__}: {exc}"), job.handler)
+        call = self._load(job)
+        if isinstance(call, Outcome):
+            return call
         # Delayed::Job hooks apply to the object of an object job.
-        hooks = call.target if getattr(call.fn, "__name__", None) == "perform" else None
+        hooks = call.target
+        if hooks is not None and getattr(call.fn, "__name__", None) != "perform":
+            hooks = None
         # A task that keeps results (tinydj.results.keep) is told what happens.
         tracker = getattr(call.fn, "tinydj_outcome", None)
         if tracker is not None:
@@ -165,6 +161,19 @@ class Executor:
         if tracker is not None:
             self._track(tracker.succeeded, job, call, value)
         return Outcome.success(time.perf_counter() - started)
+
+    def _load(self, job: Job) -> serialize.Call | Outcome:
+        """The job's call, or the outcome of a handler that does not load."""
+        try:
+            return serialize.load(
+                job.handler,
+                allow_pickle=self.config.allow_pickle,
+                allowed_modules=self.config.allowed_modules,
+            )
+        except HandlerError as exc:
+            return Outcome.unloadable(exc, job.handler)
+        except Exception as exc:  # a loader bug must not leave the job held
+            return Outcome.unloadable(HandlerError(f"{type(exc).__name__}: {exc}"), job.handler)
 
     def _track(self, method: Callable[..., object], job: Job, *args: Any) -> None:
         # A result that cannot be written is logged, not retried: the job's
@@ -194,11 +203,13 @@ class Executor:
             result = call.fn(*call.args, **call.kwargs)
         finally:
             current.reset_current(token)
-        if inspect.iscoroutine(result):  # its task can be cancelled (tinydj.cancel)
+        if result is not None and inspect.iscoroutine(result):  # tinydj.cancel can cancel it
             return current.watch(result, job, self._running)
         return result
 
     def _timeout_for(self, call: serialize.Call, hooks: object | None) -> float | None:
+        if call.timeout is None and hooks is None and self.job_timeout is None:
+            return None  # the common case
         for value in (call.timeout, getattr(hooks, "max_run_time", None), self.job_timeout):
             if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
                 return float(value)
