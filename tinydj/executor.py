@@ -184,11 +184,13 @@ class Executor:
             log.exception("could not record the result of job %s", job.id)
 
     def _call(self, call: serialize.Call, hooks: object | None, job: Job) -> Any:
-        timeout = self._timeout_for(call, hooks)
+        timeout = None
+        if call.timeout is not None or hooks is not None or self.job_timeout is not None:
+            timeout = self._timeout_for(call, hooks)
         alarm = self._alarm()
-
-        if timeout is None and alarm is None:
-            return complete(self._invoke(call, job))  # the common case: no deadline
+        if timeout is None and alarm is None:  # the common case: no deadline
+            result = self._invoke(call, job)
+            return result if result is None else complete(result)
         return run_with_timeout(
             lambda: self._invoke(call, job),
             timeout,
@@ -208,8 +210,6 @@ class Executor:
         return result
 
     def _timeout_for(self, call: serialize.Call, hooks: object | None) -> float | None:
-        if call.timeout is None and hooks is None and self.job_timeout is None:
-            return None  # the common case
         for value in (call.timeout, getattr(hooks, "max_run_time", None), self.job_timeout):
             if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
                 return float(value)
