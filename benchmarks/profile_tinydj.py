@@ -10,7 +10,8 @@
 that barely moves when other processes load the machine, unlike a time): it
 runs the same script twice under ``valgrind --tool=callgrind``, once with the
 drain and once stopping just before it (``--setup-only``), and divides the
-difference by the number of jobs. ``--bare`` runs without cProfile.
+difference by the number of jobs, with the batch size fixed at 128 (see
+``callgrind_drain``). ``--bare`` runs without cProfile.
 
 The drain is profiled through ``Worker.work_off(n)`` in the main thread
 (cProfile sees only the thread that enables it): the same reserve / run /
@@ -53,7 +54,7 @@ def profile_drain(tmp: str, n: int) -> tuple[cProfile.Profile, float]:
     config = _configure(tmp, "drain")
     for k in range(0, n, 1000):
         bench_jobs.noop.send_later_many([(i,) for i in range(k, min(n, k + 1000))])
-    worker = tinydj.Worker(threads=1, config=config)
+    worker = tinydj.Worker(threads=1, config=config, batch_size=BATCH_SIZE)
     bench_jobs.noop.send_later(-1)
     worker.work_off(1)  # warm-up: imports, @every rows, first connection
     prof = cProfile.Profile()
@@ -95,9 +96,10 @@ def profile_bulk(tmp: str, n: int) -> tuple[cProfile.Profile, float]:
     return prof, time.perf_counter() - started
 
 
-#: Set by ``--setup-only`` / ``--bare`` (drain only).
+#: Set by ``--setup-only`` / ``--bare`` / ``--batch-size`` (drain only).
 SETUP_ONLY = False
 BARE = False
+BATCH_SIZE: int | None = None
 
 
 def _instructions(argv: list[str]) -> int:
@@ -114,9 +116,15 @@ def _instructions(argv: list[str]) -> int:
 
 
 def callgrind_drain(n: int) -> int:
-    """Print and return the instructions per job of a drain of ``n`` jobs."""
-    base = _instructions(["drain", "-n", str(n), "--setup-only"])
-    full = _instructions(["drain", "-n", str(n), "--bare"])
+    """Print and return the instructions per job of a drain of ``n`` jobs.
+
+    The batch size is fixed at ``MAX_BATCH``, what the adaptive size reaches
+    for no-op jobs at full speed: under valgrind jobs take fifty times as
+    long, and the adaptive size would shrink with them (and with the load).
+    """
+    fixed = ["drain", "-n", str(n), "--batch-size", str(tinydj.worker.MAX_BATCH)]
+    base = _instructions([*fixed, "--setup-only"])
+    full = _instructions([*fixed, "--bare"])
     per_job = (full - base) // n
     print(f"drain of {n:,} jobs: {full - base:,} instructions, {per_job:,} per job")
     return per_job
@@ -135,10 +143,11 @@ def main() -> int:
     parser.add_argument("--dump", metavar="PATH", help="also write the raw profile (one only)")
     parser.add_argument("--callgrind", action="store_true", help="drain: instructions per job")
     parser.add_argument("--bare", action="store_true", help="drain: time it without cProfile")
+    parser.add_argument("--batch-size", type=int, help="drain: Worker(batch_size=N)")
     parser.add_argument("--setup-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    global SETUP_ONLY, BARE
-    SETUP_ONLY, BARE = args.setup_only, args.bare
+    global SETUP_ONLY, BARE, BATCH_SIZE
+    SETUP_ONLY, BARE, BATCH_SIZE = args.setup_only, args.bare, args.batch_size
     if args.callgrind:
         callgrind_drain(args.n or DEFAULT_N["drain"])
         return 0
