@@ -149,3 +149,16 @@ def test_sys_exit_is_described_by_its_exit_code(code: object, text: str) -> None
     assert describe(SystemExit(code)) == text
     outcome = Outcome.failure(SystemExit(code), 0.0)
     assert outcome.kind is Kind.FAILED and (outcome.error or "").startswith(text + "\n")
+
+
+def test_success_is_the_same_frozen_outcome_as_the_constructor_builds() -> None:
+    outcome = Outcome.success(0.25)
+    assert outcome == Outcome(Kind.SUCCEEDED, 0.25)
+    assert (outcome.error, outcome.summary, outcome.max_attempts, outcome.hooks) == (
+        None,
+        "",
+        None,
+        None,
+    )
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        outcome.seconds = 1.0  # type: ignore[misc]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from datetime import timedelta
 
 import dashboard_jobs
 import pytest
@@ -94,3 +95,34 @@ def test_outcomes_are_counted_per_minute(config: tinydj.Config, clock: FakeClock
     assert tinydj.Worker(config=config).work_off() == (1, 1)
     minute = clock().replace(second=0, microsecond=0)
     assert control.outcomes(since=minute, until=minute) == [(minute, 1, 1)]
+
+
+def test_counts_follow_the_minute_and_survive_a_failed_write(
+    config: tinydj.Config, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tinydj.presence import _Counts
+
+    ticks = [0.0]
+    counts = _Counts(clock, monotonic=lambda: ticks[0])
+    first = clock().replace(second=0, microsecond=0)
+    counts.add("a", True)
+    counts.add("a", False)
+    clock.advance(60)
+    counts.add("a", True)  # the clock is read again only a second later
+    ticks[0] = 1.0
+    counts.add("b", True)
+
+    def down(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("database down")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(control, "record_outcomes", down)
+        with pytest.raises(RuntimeError):
+            counts.flush(config.store)
+    counts.add("b", False)  # after the failed flush, in the current minute
+    counts.flush(config.store)
+    second = first + timedelta(minutes=1)
+    assert control.outcomes(since=first, until=second) == [(first, 2, 1), (second, 1, 1)]
+    assert control.outcomes(since=second, until=second, queue="b") == [(second, 1, 1)]
+    counts.flush(config.store)  # nothing counted since: nothing added
+    assert control.outcomes(since=first, until=second) == [(first, 2, 1), (second, 1, 1)]

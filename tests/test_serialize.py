@@ -377,3 +377,46 @@ def test_structure_that_contains_itself_is_called_recursive() -> None:
 def test_loader_checks_options_with_the_decorators_validators(line: str, message: str) -> None:
     with pytest.raises(HandlerError, match=message):
         serialize.load(f"tinydj: 1\nfunction: sample_jobs:record\n{line}\n")
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        '[1, "a", null, true, {"k": [2]}]',
+        " [1]",
+        "[1] ",
+        "[NaN]",
+        "[-Infinity]",
+        '["a.b", 1.5]',
+        '["tab\\there"]',
+        '["caf\u00e9"]',
+        '["\u2028"]',
+        '["\x7f"]',
+        '["\x85"]',
+        "[1e5]",
+        "[" * 33 + "]" * 33,
+        "[" * 34 + "]" * 34,
+        '[{"a": ' * 10 + "[" * 13 + "]" * 13 + "}]" * 10,
+        "[1,]",
+        "[1] [2]",
+    ],
+)
+def test_hand_written_fast_lines_load_as_yaml_reads_them(value: str) -> None:
+    handler = f"tinydj: 1\nfunction: sample_jobs:record\nargs: {value}\n"
+    try:
+        expected = yaml.safe_load(handler)["args"]
+    except yaml.YAMLError:
+        with pytest.raises(HandlerError):
+            serialize.load(handler)
+        return
+    loaded = serialize.load(handler).args
+    assert loaded == expected, (loaded, expected)
+
+
+def test_plain_values_take_the_fast_lane() -> None:
+    handler = 'tinydj: 1\nfunction: sample_jobs:record\nargs: [1, "a b", [null, false]]\n'
+    assert serialize._fast_load(handler) == {
+        "tinydj": 1,
+        "function": "sample_jobs:record",
+        "args": [1, "a b", [None, False]],
+    }

@@ -108,46 +108,46 @@ class Batches:
             return self.batch_size
         return max(1, min(MAX_BATCH, 1 + int(PREFETCH_BUDGET / max(self.job_seconds, 1e-6))))
 
-    def _run_one(self, job: Job) -> bool:
-        try:
-            return self._perform(job)
-        except (ShutdownInterrupt, KeyboardInterrupt):
-            raise
-        except Exception as exc:
-            self._completer.broken(job, exc)
-            return False
-
     def run(self, jobs: Iterable[Job]) -> tuple[int, int, list[int]]:
         """Run reserved jobs in order; return (succeeded, failed, not started)."""
         succeeded = failed = 0
         queue = list(jobs)
         lost: list[int] = []
         me = threading.get_ident()
+        # Bound once per batch: this loop's own cost is paid per job.
+        stopping, begin, finished = self._stopping.is_set, self.leases.begin, self.leases.finished
+        perform, clock, in_flight = self._perform, time.perf_counter, self.in_flight
         for i, job in enumerate(queue):
-            if self._stopping.is_set():
+            if stopping():
                 return succeeded, failed, lost + [j.id for j in queue[i:]]
-            if not self.leases.begin(job.id):
-                lost.append(job.id)  # another worker may have run it: not here
+            job_id = job.id
+            if not begin(job_id):
+                lost.append(job_id)  # another worker may have run it: not here
                 continue
-            started = time.perf_counter()
-            self.in_flight[me] = job.id
+            started = clock()
+            in_flight[me] = job_id
             try:
-                ok = self._run_one(job)
+                ok = perform(job)
             except ShutdownInterrupt:
                 log.warning(
                     "Job %s (id=%s) INTERRUPTED by the shutdown deadline; it will run again",
                     job.name,
-                    job.id,
+                    job_id,
                     extra={"action": "job_interrupted"},
                 )
                 return succeeded, failed, lost + [j.id for j in queue[i:]]
+            except KeyboardInterrupt:
+                raise
+            except Exception as exc:  # its handling failed: it must not stay locked
+                self._completer.broken(job, exc)
+                ok = False
             finally:
-                self.in_flight.pop(me, None)
-            self.job_seconds += 0.2 * (time.perf_counter() - started - self.job_seconds)
+                in_flight.pop(me, None)
+            self.job_seconds += 0.2 * (clock() - started - self.job_seconds)
             if ok:
                 succeeded += 1
-                if not job.recurring:
-                    self.leases.finished(job.id)
+                if job.reoccur_in is None:  # a recurring row was moved to its next run
+                    finished(job_id)
             else:
                 failed += 1
         return succeeded, failed, lost

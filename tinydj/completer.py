@@ -35,6 +35,8 @@ __all__ = ["Completer", "storable"]
 
 log = logging.getLogger("tinydj.worker")
 T = TypeVar("T")
+_SUCCEEDED = Kind.SUCCEEDED
+_INFO = logging.INFO
 
 
 def storable(text: str) -> str:
@@ -64,12 +66,12 @@ class Completer:
 
     def complete(self, job: Job, outcome: Outcome) -> bool:
         """Decide, log and write what follows ``outcome``; True on success."""
-        ok = outcome.kind is Kind.SUCCEEDED
+        ok = outcome.kind is _SUCCEEDED
         if ok and job.reoccur_in is None:
             # The hot path. ``decide`` says the same (delete the row: the
             # caller acknowledges it with its next reservation) but needs a
             # clock reading and a Decision per job, a tenth of a quick job.
-            if log.isEnabledFor(logging.INFO):
+            if log.isEnabledFor(_INFO):
                 log.info(
                     "Job %s (id=%s) COMPLETED after %.4f s",
                     job.name,

@@ -27,6 +27,7 @@ from .timeouts import MainThreadAlarm, complete, run_with_timeout
 __all__ = ["Executor", "call_hook", "call_hook_guarded", "cancelled"]
 
 log = logging.getLogger("tinydj.worker")
+_DEBUG = logging.DEBUG
 
 
 def call_hook(target: object | None, name: str, *args: Any) -> None:
@@ -125,22 +126,17 @@ class Executor:
 
     def _run(self, job: Job) -> Outcome:
         started = time.perf_counter()
-        if log.isEnabledFor(logging.DEBUG):
+        if log.isEnabledFor(_DEBUG):
             log.debug("Job %s (id=%s) RUNNING", job.name, job.id, extra={"action": "start_job"})
         if job.interruptions >= self.policy.max_interruptions:
             return Outcome.gave_up(job.interruptions)
-        try:
-            call = serialize.load(
-                job.handler,
-                allow_pickle=self.config.allow_pickle,
-                allowed_modules=self.config.allowed_modules,
-            )
-        except HandlerError as exc:
-            return Outcome.unloadable(exc, job.handler)
-        except Exception as exc:  # a loader bug must not leave the job held
-            return Outcome.unloadable(HandlerError(f"{type(exc).__name__}: {exc}"), job.handler)
+        call = self._load(job)
+        if isinstance(call, Outcome):
+            return call
         # Delayed::Job hooks apply to the object of an object job.
-        hooks = call.target if getattr(call.fn, "__name__", None) == "perform" else None
+        hooks = call.target
+        if hooks is not None and getattr(call.fn, "__name__", None) != "perform":
+            hooks = None
         # A task that keeps results (tinydj.results.keep) is told what happens.
         tracker = getattr(call.fn, "tinydj_outcome", None)
         if tracker is not None:
@@ -166,6 +162,19 @@ class Executor:
             self._track(tracker.succeeded, job, call, value)
         return Outcome.success(time.perf_counter() - started)
 
+    def _load(self, job: Job) -> serialize.Call | Outcome:
+        """The job's call, or the outcome of a handler that does not load."""
+        try:
+            return serialize.load(
+                job.handler,
+                allow_pickle=self.config.allow_pickle,
+                allowed_modules=self.config.allowed_modules,
+            )
+        except HandlerError as exc:
+            return Outcome.unloadable(exc, job.handler)
+        except Exception as exc:  # a loader bug must not leave the job held
+            return Outcome.unloadable(HandlerError(f"{type(exc).__name__}: {exc}"), job.handler)
+
     def _track(self, method: Callable[..., object], job: Job, *args: Any) -> None:
         # A result that cannot be written is logged, not retried: the job's
         # own outcome (its row) is what must not be lost.
@@ -175,11 +184,13 @@ class Executor:
             log.exception("could not record the result of job %s", job.id)
 
     def _call(self, call: serialize.Call, hooks: object | None, job: Job) -> Any:
-        timeout = self._timeout_for(call, hooks)
+        timeout = None
+        if call.timeout is not None or hooks is not None or self.job_timeout is not None:
+            timeout = self._timeout_for(call, hooks)
         alarm = self._alarm()
-
-        if timeout is None and alarm is None:
-            return complete(self._invoke(call, job))  # the common case: no deadline
+        if timeout is None and alarm is None:  # the common case: no deadline
+            result = self._invoke(call, job)
+            return result if result is None else complete(result)
         return run_with_timeout(
             lambda: self._invoke(call, job),
             timeout,
@@ -194,7 +205,7 @@ class Executor:
             result = call.fn(*call.args, **call.kwargs)
         finally:
             current.reset_current(token)
-        if inspect.iscoroutine(result):  # its task can be cancelled (tinydj.cancel)
+        if result is not None and inspect.iscoroutine(result):  # tinydj.cancel can cancel it
             return current.watch(result, job, self._running)
         return result
 

@@ -17,7 +17,7 @@ import enum
 import logging
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 
 from . import recurrence
@@ -92,7 +92,18 @@ class Outcome:
 
     @classmethod
     def success(cls, seconds: float) -> Outcome:
-        return cls(Kind.SUCCEEDED, seconds)
+        if cls is not Outcome:
+            return cls(Kind.SUCCEEDED, seconds)
+        # Once per job: the frozen dataclass's __init__ costs twice this.
+        outcome = _new(cls)
+        _set_kind(outcome, _SUCCEEDED)
+        _set_seconds(outcome, seconds)
+        _set_error(outcome, None)
+        _set_summary(outcome, "")
+        _set_max_attempts(outcome, None)
+        _set_retry_at(outcome, None)
+        _set_hooks(outcome, None)
+        return outcome
 
     @classmethod
     def failure(
@@ -125,6 +136,21 @@ class Outcome:
     @classmethod
     def broken(cls, exc: BaseException) -> Outcome:
         return cls(Kind.BROKEN, error=format_error(exc), summary=str(exc))
+
+
+_new = object.__new__
+_SUCCEEDED = Kind.SUCCEEDED
+# The slots' own setters (what a frozen dataclass's __init__ reaches through
+# object.__setattr__), in field order.
+(
+    _set_kind,
+    _set_seconds,
+    _set_error,
+    _set_summary,
+    _set_max_attempts,
+    _set_retry_at,
+    _set_hooks,
+) = (getattr(Outcome, f.name).__set__ for f in fields(Outcome))
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,6 +27,70 @@ __all__ = ["Presence"]
 log = logging.getLogger("tinydj.worker")
 
 
+class _Counts:
+    """Outcomes per minute and queue, counted in memory until written.
+
+    What ``control.Tally`` does, for one job at a time: the minute is read
+    from the clock at most once a second and each count is added in place.
+    Thread-safe.
+    """
+
+    def __init__(
+        self, now: Callable[[], datetime], monotonic: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._now = now
+        self._monotonic = monotonic
+        self._lock = threading.Lock()
+        # minute -> queue -> [finished, failed]; _current is this minute's.
+        self._minutes: dict[datetime, dict[str, list[int]]] = {}
+        self._minute: datetime | None = None
+        self._current: dict[str, list[int]] = {}
+        self._until = 0.0  # monotonic time of the next clock reading
+
+    def add(self, queue: str, ok: bool) -> None:
+        tick = self._monotonic()
+        with self._lock:
+            if tick >= self._until:
+                self._minute = self._now().replace(second=0, microsecond=0)
+                self._current = self._minutes.setdefault(self._minute, {})
+                self._until = tick + 1.0
+            cell = self._current.get(queue)
+            if cell is None:
+                cell = self._current[queue] = [0, 0]
+            cell[0 if ok else 1] += 1
+
+    def take(self) -> dict[tuple[datetime, str], tuple[int, int]]:
+        """The counts so far (forgotten here: ``give_back`` if unwritten)."""
+        with self._lock:
+            minutes, self._minutes = self._minutes, {}
+            self._current = {}
+            if self._minute is not None:
+                self._minutes[self._minute] = self._current
+        return {
+            (minute, queue): (cell[0], cell[1])
+            for minute, queues in minutes.items()
+            for queue, cell in queues.items()
+        }
+
+    def give_back(self, counts: dict[tuple[datetime, str], tuple[int, int]]) -> None:
+        with self._lock:
+            for (minute, queue), (finished, failed) in counts.items():
+                cell = self._minutes.setdefault(minute, {}).setdefault(queue, [0, 0])
+                cell[0] += finished
+                cell[1] += failed
+
+    def flush(self, store: Store) -> None:
+        """Write the counts (kept for the next flush if that fails)."""
+        counts = self.take()
+        if not counts:
+            return
+        try:
+            control.record_outcomes(counts, store=store)
+        except Exception:
+            self.give_back(counts)
+            raise
+
+
 class Presence:
     """The control-table side of one worker."""
 
@@ -45,12 +109,10 @@ class Presence:
         self.poll_interval = poll_interval
         self._now = now
         self.threads = 1
-        self._tally = control.Tally()
+        self._counts = _Counts(now)
         self._paused: frozenset[str] = frozenset()
         self._paused_until = 0.0
         self._paused_lock = threading.Lock()
-        self._minute: datetime | None = None
-        self._minute_until = 0.0
 
     def announce(self, threads: int) -> None:
         """Register this worker (at launch)."""
@@ -75,23 +137,20 @@ class Presence:
     def _beat(self) -> None:
         if not control.heartbeat(self.name, now=self._now(), store=self.store):
             self._register()  # pruned, or the table was recreated
-        self._tally.flush(self.store)
+        self._counts.flush(self.store)
 
     def leave(self) -> None:
         """Write what is counted and unregister (at stop)."""
 
         def go() -> None:
-            self._tally.flush(self.store)
+            self._counts.flush(self.store)
             control.unregister_worker(self.name, store=self.store)
 
         self._guard("unregister", go)
 
     def count(self, queue: str, ok: bool) -> None:
         """Count one finished run (the clock is read at most once a second)."""
-        tick = time.monotonic()
-        if self._minute is None or tick >= self._minute_until:
-            self._minute, self._minute_until = self._now(), tick + 1.0
-        self._tally.add(self._minute, queue, failed=not ok)
+        self._counts.add(queue, ok)
 
     def paused(self) -> frozenset[str]:
         """The paused queues, read again at most once per poll interval."""
@@ -109,7 +168,7 @@ class Presence:
 
     def flush(self) -> None:
         """Write the counted outcomes now (``work_off``)."""
-        self._guard("count outcomes", lambda: self._tally.flush(self.store))
+        self._guard("count outcomes", lambda: self._counts.flush(self.store))
 
     def _guard(self, what: str, fn: Callable[[], object]) -> None:
         try:

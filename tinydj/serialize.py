@@ -38,6 +38,7 @@ import functools
 import importlib
 import inspect
 import json
+import json.scanner
 import math
 import re
 import sys
@@ -77,7 +78,7 @@ _SafeDumper: type = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 _SafeLoader: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-@dataclass
+@dataclass(slots=True)
 class Call:
     """A loaded handler, ready to run."""
 
@@ -434,6 +435,51 @@ def _fast_dump(
 
 
 _FAST_PREFIX = "tinydj: 1\nfunction: "
+#: Import paths already matched against ``_PLAIN_PATH`` (a few per application).
+_plain_paths: set[str] = set()
+_NOT_FAST = object()
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(name)  # NaN, Infinity: YAML reads those as text
+
+
+# One JSON value from the start of a string, without ``decode``'s two
+# whitespace matches: (value, end). NaN and Infinity raise ValueError.
+_scan: Callable[[str, int], tuple[Any, int]] = json.scanner.make_scanner(
+    json.JSONDecoder(parse_constant=_refuse_constant)  # type: ignore[arg-type]
+)
+
+
+def _fast_value(value: str) -> Any:
+    """The value of one line of a fast-lane handler, or ``_NOT_FAST``."""
+    # tinydj never writes exponents or \u escapes here; where they come
+    # from another writer, JSON and YAML may read them differently.
+    if (("e" in value or "E" in value) and _EXPONENT.search(value)) or "\\u" in value:
+        return _NOT_FAST
+    try:
+        decoded, end = _scan(value, 0)
+    except (StopIteration, ValueError):
+        end = -1
+    if (
+        end == len(value)
+        # Then the value holds only what _json_safe accepts: printable ASCII
+        # without escapes (so are its strings), no "." (no floats), and too
+        # few brackets to nest deeper than _json_safe allows.
+        and value.isascii()
+        and value.isprintable()
+        and "\\" not in value
+        and "." not in value
+        and (end <= 33 or value.count("[") + value.count("{") <= 33)
+    ):
+        return decoded
+    if end != len(value):  # spaces around it, NaN, bad JSON: what decode says
+        try:
+            decoded = _decode(value)
+        except ValueError:
+            return _NOT_FAST
+    # only what _fast_dump writes (YAML reads it the same)
+    return decoded if _json_safe(decoded) else _NOT_FAST
 
 
 def _fast_load(handler: str) -> dict[str, Any] | None:
@@ -441,8 +487,11 @@ def _fast_load(handler: str) -> dict[str, Any] | None:
         return None
     lines = handler[len(_FAST_PREFIX) :].split("\n")
     path = lines[0]
-    if not _PLAIN_PATH.fullmatch(path):
-        return None
+    if path not in _plain_paths:
+        if not _PLAIN_PATH.fullmatch(path):
+            return None
+        if len(_plain_paths) < 4096:
+            _plain_paths.add(path)
     doc: dict[str, Any] = {"tinydj": FORMAT, "function": path}
     for line in lines[1:]:
         if not line:
@@ -450,15 +499,8 @@ def _fast_load(handler: str) -> dict[str, Any] | None:
         key, sep, value = line.partition(": ")
         if not sep or key not in _FAST_KEYS or key in doc:
             return None
-        # tinydj never writes exponents or \u escapes here; where they come
-        # from another writer, JSON and YAML may read them differently.
-        if _EXPONENT.search(value) or "\\u" in value:
-            return None
-        try:
-            decoded = _decode(value)
-        except ValueError:
-            return None
-        if not _json_safe(decoded):  # only what _fast_dump writes (YAML reads it the same)
+        decoded = _fast_value(value)
+        if decoded is _NOT_FAST:
             return None
         doc[key] = decoded
     return doc
@@ -686,6 +728,8 @@ def load(
     ``allowed_modules``: if given, functions, classes and models may only
     come from these modules (and their submodules).
     """
+    if allowed_modules is not None and type(allowed_modules) is not tuple:
+        allowed_modules = tuple(allowed_modules)  # a key of _function's cache
     fast = _fast_load(handler)
     if fast is not None:
         return _call_from(fast, allowed_modules)
@@ -723,13 +767,13 @@ def _call_from(doc: Any, allowed: tuple[str, ...] | None = None) -> Call:
     if "function" in doc:
         function = doc["function"]
         if isinstance(function, str):
-            check_allowed(function, allowed)
-            fn, name = resolve(function), function
-        else:
-            fn, name = function, getattr(function, "__qualname__", "<callable>")
-        if not callable(fn):
+            return Call(
+                _function(function, allowed), args, kwargs, None, function, max_attempts, timeout
+            )
+        name = getattr(function, "__qualname__", "<callable>")
+        if not callable(function):
             raise HandlerError(f"{name} is not callable")
-        return Call(fn, args, kwargs, None, name, max_attempts, timeout)
+        return Call(function, args, kwargs, None, name, max_attempts, timeout)
     if "object" in doc and isinstance(doc.get("method"), str):
         target, method = doc["object"], doc["method"]
         fn = getattr(target, method, None)
@@ -738,6 +782,16 @@ def _call_from(doc: Any, allowed: tuple[str, ...] | None = None) -> Call:
         name = f"{type(target).__module__}:{type(target).__qualname__}.{method}"
         return Call(fn, args, kwargs, target, name, max_attempts, timeout)
     raise HandlerError("the handler names neither a function nor an object and method")
+
+
+@functools.lru_cache(maxsize=4096)
+def _function(path: str, allowed: tuple[str, ...] | None) -> Callable[..., Any]:
+    """The callable a handler's ``function:`` names, if ``allowed`` lets it."""
+    check_allowed(path, allowed)
+    fn = resolve(path)
+    if not callable(fn):
+        raise HandlerError(f"{path} is not callable")
+    return fn  # type: ignore[no-any-return]
 
 
 def _one_line(exc: BaseException) -> str:

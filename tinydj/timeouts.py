@@ -59,6 +59,8 @@ def _complete(result: Any, timeout: float | None, started: float) -> Any:
 
 def complete(result: Any) -> Any:
     """Finish a job's result without a deadline: await it if it is awaitable."""
+    if result is None:  # most jobs return nothing
+        return None
     return _complete(result, None, 0.0) if inspect.isawaitable(result) else result
 
 
