@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-__all__ = ["COLUMNS", "Job", "NewJob"]
+__all__ = ["COLUMNS", "RESERVED_COLUMNS", "Job", "NewJob"]
 
 #: The columns of ``delayed_jobs`` in the order ``Job.from_row`` reads them.
 COLUMNS = (
@@ -28,6 +28,14 @@ COLUMNS = (
     "key",
     "interruptions",
     "concurrency_key",
+)
+
+#: The columns a worker's reservation returns (``rows.read_reserved``): the
+#: others it knows already (``locked_at``: the reservation's time,
+#: ``locked_by``: the worker; ``failed_at`` and ``concurrency_key``: NULL, or
+#: the row would not have been taken).
+RESERVED_COLUMNS = tuple(
+    c for c in COLUMNS if c not in ("locked_at", "locked_by", "failed_at", "concurrency_key")
 )
 
 _NAME = re.compile(r"^\s*(?:function|class|model): ['\"]?([\w.:<>]+)", re.MULTILINE)

@@ -24,7 +24,7 @@ touches rows the worker still holds, so it is harmless if the lease was in
 fact still held). Each loss is logged once, in one warning naming the ids.
 
 After each renewal round the keeper also asks which held jobs have a cancel
-request (``tinydj.cancel``: one small SELECT on the ``locked_by`` index) and
+request (``tinydj.cancel``: one small SELECT of the held ids) and
 hands them to ``tinydj.current``, which flags (and for ``async def`` jobs
 cancels) the running ones.
 """
@@ -193,11 +193,11 @@ class LeaseKeeper:
                 snapshot = dict(self._confirmed)
             self._verify(snapshot)
             if snapshot:
-                self._cancel_requests()
+                self._cancel_requests(sorted(snapshot))
 
-    def _cancel_requests(self) -> None:
+    def _cancel_requests(self, ids: list[int]) -> None:
         """Tell the held jobs with a ``tinydj.cancel`` request (``tinydj.current``)."""
-        requested = self.store.cancel_requests(self.worker)
+        requested = self.store.cancel_requests(self.worker, ids)
         if requested:
             # Under the lock: a job dropped meanwhile is not flagged (``drop``
             # forgets the requests of what it drops, after this).

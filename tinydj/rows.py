@@ -19,9 +19,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from . import recurrence
-from .job import COLUMNS, Job
+from .job import COLUMNS, RESERVED_COLUMNS, Job
 
-__all__ = ["UnreadableRow", "read", "read_lenient"]
+__all__ = ["UnreadableRow", "read", "read_lenient", "read_reserved"]
 
 #: Longest value quoted in an error message.
 _SHOWN = 60
@@ -215,6 +215,63 @@ def _fast(row: Sequence[Any]) -> Job:
         stops,
         _s(limit),
     )
+
+
+def _fast_reserved(row: Sequence[Any], worker: str, now: datetime) -> Job:
+    """``_fast`` for a row of ``RESERVED_COLUMNS``."""
+    i, priority, attempts, handler, error, run_at, reoccur_in, last_run_at = row[:8]
+    created_at, updated_at, queue, key, stops = row[8:]
+    if type(priority) is not int or type(attempts) is not int or type(stops) is not int:
+        raise _Slow
+    handler, queue, reoccur_in = _s(handler), _s(queue), _s(reoccur_in)
+    if type(handler) is not str or type(queue) is not str:
+        raise _Slow
+    if reoccur_in is not None and reoccur_in not in _valid_schedules:
+        raise _Slow
+    run_at, created_at, updated_at = _t(run_at), _t(created_at), _t(updated_at)
+    if run_at is None or created_at is None or updated_at is None:
+        raise _Slow
+    return Job(
+        i,
+        priority,
+        attempts,
+        handler,
+        _s(error),
+        run_at,
+        now,
+        worker,
+        None,
+        reoccur_in,
+        _t(last_run_at),
+        created_at,
+        updated_at,
+        queue,
+        _s(key),
+        stops,
+        None,
+    )
+
+
+#: Where each of ``RESERVED_COLUMNS`` goes in a full row.
+_RESERVED_AT = tuple(COLUMNS.index(c) for c in RESERVED_COLUMNS)
+
+
+def read_reserved(row: Sequence[object], worker: str, now: datetime) -> Job:
+    """The ``Job`` of a row the worker's reservation returned
+    (``RESERVED_COLUMNS``): ``locked_at`` is ``now``, ``locked_by`` is
+    ``worker``, ``failed_at`` and ``concurrency_key`` are None (the reservation
+    takes only such rows). ``UnreadableRow`` like ``read``."""
+    try:
+        return _fast_reserved(row, worker, now)
+    except Exception:  # the careful path, on the full row
+        full: list[object] = [None] * len(COLUMNS)
+        for at, value in zip(_RESERVED_AT, row, strict=True):
+            full[at] = value
+        full[_LOCKED_AT], full[_LOCKED_BY] = now, worker
+        return _convert(full, lenient=False)
+
+
+_LOCKED_AT, _LOCKED_BY = COLUMNS.index("locked_at"), COLUMNS.index("locked_by")
 
 
 def read(row: Sequence[object]) -> Job:

@@ -164,7 +164,8 @@ class Schema:
             raw.close()
 
     def _migrate(self) -> None:
-        """Bring a table made by an older tinydj up to date (adds columns)."""
+        """Bring a table made by an older tinydj up to date (adds columns,
+        replaces indexes)."""
         if not self._conn.db.table_exists(TABLE):
             return
         have = {c.name for c in self._conn.db.get_columns(TABLE)}
@@ -179,6 +180,9 @@ class Schema:
             self._conn.execute(f"ALTER TABLE {TABLE} ADD COLUMN concurrency_key VARCHAR(255) NULL")
             # The reserve indexes leave jobs with a concurrency limit out now.
             self._rebuild_indexes(("delayed_jobs_ready", "delayed_jobs_queue_ready"))
+        if "delayed_jobs_locked_by" in {i.name for i in self._conn.db.get_indexes(TABLE)}:
+            # Every reservation wrote it; a worker finds its rows by id.
+            self._rebuild_indexes(("delayed_jobs_locked_by",))
 
     def _rebuild_indexes(self, stale: tuple[str, ...]) -> None:
         """Drop the ``stale`` indexes, then create every index the model has and

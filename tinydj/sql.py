@@ -20,7 +20,7 @@ from typing import Any
 
 import peewee
 
-from .job import COLUMNS
+from .job import COLUMNS, RESERVED_COLUMNS
 from .models import TABLE
 
 __all__ = [
@@ -169,9 +169,11 @@ class Statements:
     def __init__(self, dialect: Dialect) -> None:
         d = self.dialect = dialect
         r = d.render
-        cols = ", ".join(_safe_column(c) for c in COLUMNS) if d is SQLITE else PLAIN_COLUMNS
+        cols = _select_list(d, COLUMNS)
         self._cols = cols
         self.columns = r(cols)
+        #: What the worker's reserve returns (``rows.read_reserved``).
+        self._slim = _select_list(d, RESERVED_COLUMNS)
         self._cache: dict[tuple[object, ...], str] = {}
         insert = f"INSERT INTO {TABLE} {_INSERT_COLS} VALUES {_ROW}"
         self.insert = r(insert)
@@ -235,7 +237,8 @@ class Statements:
             f"UPDATE {TABLE} SET cancel_requested_at = COALESCE(cancel_requested_at, ?) "
             "WHERE id = ? AND failed_at IS NULL AND locked_at IS NOT NULL"
         )
-        self.cancel_requested = r(
+        # (A scan: nothing indexes locked_by; workers ask by id, ``cancel_requested``.)
+        self.cancel_requested_all = r(
             f"SELECT id FROM {TABLE} WHERE locked_by = ? AND cancel_requested_at IS NOT NULL"
         )
         self.delete = r(f"DELETE FROM {TABLE} WHERE id = ?")
@@ -259,7 +262,7 @@ class Statements:
         )
 
     def due(self, queues: int, excluded: int = 0) -> str:
-        """The ids of due jobs in run order:
+        """The ids of due jobs in run order (MySQL's first step):
         (now, expired_before, *queues, *excluded, limit)."""
         skip = self.dialect.skip_locked
         return self._cached(("due", queues, excluded), lambda: _due(queues, skip, excluded))
@@ -277,14 +280,23 @@ class Statements:
             "locked_at = ?, locked_by = ? WHERE id IN "
         )
 
+    def limits(self, queues: int) -> int:
+        """How many times ``reserve`` takes its limit (at the end of its parameters)."""
+        return 2 if self.dialect is POSTGRES and not queues else 1
+
     def reserve(self, queues: int, excluded: int = 0) -> str:
-        """Lock the due jobs and return them (returning dialects):
-        (now, worker, now, expired_before, *queues, *excluded, limit)."""
-        skip = self.dialect.skip_locked
-        return self._cached(
-            ("reserve", queues, excluded),
-            lambda: f"{self._lock_prefix()}({_due(queues, skip, excluded)}) RETURNING {self._cols}",
-        )
+        """Lock the due jobs and return them, ``RESERVED_COLUMNS`` (returning
+        dialects): (now, worker, now, expired_before, *queues, *excluded,
+        limit), the limit given ``limits(queues)`` times."""
+
+        def build() -> str:
+            if self.limits(queues) == 2:
+                chosen = _due_per_priority(excluded)
+            else:
+                chosen = _due(queues, self.dialect.skip_locked, excluded)
+            return f"{self._lock_prefix()}({chosen}) RETURNING {self._slim}"
+
+        return self._cached(("reserve", queues, excluded), build)
 
     def lock_ids(self, n: int) -> str:
         """Lock ``n`` jobs by id (MySQL's second step): (now, worker, *ids)."""
@@ -297,10 +309,12 @@ class Statements:
             lambda: f"{self._lock_prefix()}{_in_list(n)} RETURNING {self._cols}",
         )
 
-    def select_ids(self, n: int) -> str:
+    def select_ids(self, n: int, slim: bool = False) -> str:
+        """Rows by id: every column, or ``RESERVED_COLUMNS`` (``slim``)."""
+        cols = self._slim if slim else self._cols
         return self._cached(
-            ("select_ids", n),
-            lambda: f"SELECT {self._cols} FROM {TABLE} WHERE id IN {_in_list(n)}",
+            ("select_ids", n, slim),
+            lambda: f"SELECT {cols} FROM {TABLE} WHERE id IN {_in_list(n)}",
         )
 
     def ack(self, n: int) -> str:
@@ -315,6 +329,16 @@ class Statements:
         return self._cached(
             ("renew", n),
             lambda: f"UPDATE {TABLE} SET locked_at = ? WHERE locked_by = ? AND id IN {_in_list(n)}",
+        )
+
+    def cancel_requested(self, n: int) -> str:
+        """Which of a worker's jobs someone asked to stop: (worker, *ids)."""
+        return self._cached(
+            ("cancel_requested", n),
+            lambda: (
+                f"SELECT id FROM {TABLE} WHERE locked_by = ? AND id IN {_in_list(n)} "
+                "AND cancel_requested_at IS NOT NULL"
+            ),
         )
 
     def release(self, n: int) -> str:
@@ -346,14 +370,57 @@ class Statements:
         return self._cached(("select", failed, queue, key, limit), build)
 
 
+def _select_list(d: Dialect, columns: tuple[str, ...]) -> str:
+    if d is SQLITE:
+        return ", ".join(_safe_column(c) for c in columns)
+    return ", ".join(f'"{c}"' for c in columns)
+
+
+_READY = "failed_at IS NULL AND concurrency_key IS NULL"
+#: A job is due when nobody holds it, or its holder's lease expired.
+_DUE = "run_at <= ? AND (locked_at IS NULL OR locked_at < ?)"
+
+
 def _due(queues: int, skip_locked: str, excluded: int = 0) -> str:
     queue_clause = f" AND queue IN {_in_list(queues)}" if queues else ""
     if excluded:  # paused queues
         queue_clause += f" AND queue NOT IN {_in_list(excluded)}"
     return (
-        f"SELECT id FROM {TABLE} WHERE failed_at IS NULL AND concurrency_key IS NULL "
-        f"AND run_at <= ? AND (locked_at IS NULL OR locked_at < ?){queue_clause} "
+        f"SELECT id FROM {TABLE} WHERE {_READY} AND {_DUE}{queue_clause} "
         f"ORDER BY priority, run_at, id LIMIT ?{skip_locked}"
+    )
+
+
+#: Makes the seeks for distinct priorities read the rows (an index scan, not
+#: an index-only one): in a drain the head of the index holds the entries of
+#: rows just deleted or updated, and an index-only scan would step over them
+#: at every reservation instead of marking them dead once.
+_VISIT = " AND (locked_at IS NULL OR locked_at IS NOT NULL)"
+
+
+def _due_per_priority(excluded: int) -> str:
+    """``_due`` for Postgres, which has no skip scan (before 18): a walk of
+    ``(priority, run_at, id)`` from its start would read every future row of a
+    higher priority before the first due one. Instead a recursive CTE seeks
+    the distinct priorities of ``delayed_jobs_ready`` in ascending order, and
+    per priority an index seek takes ``run_at <= now`` in ``(run_at, id)``
+    order, skipping locked rows. The nested loop yields the rows in
+    ``(priority, run_at, id)`` order and stops at the outer LIMIT: only the
+    rows returned are locked, and a row skipped is replaced by the next one
+    (as with ``ORDER BY ... LIMIT ... SKIP LOCKED``). (An outer ORDER BY
+    would sort after running every priority's seek, locking rows it drops.)
+    Parameters: (now, expired_before, *excluded, limit, limit)."""
+    paused = f" AND queue NOT IN {_in_list(excluded)}" if excluded else ""
+    return (
+        "WITH RECURSIVE p (priority) AS ("
+        f"(SELECT priority FROM {TABLE} WHERE {_READY}{_VISIT} ORDER BY priority LIMIT 1) "
+        f"UNION ALL SELECT (SELECT d.priority FROM {TABLE} d WHERE d.failed_at IS NULL "
+        f"AND d.concurrency_key IS NULL AND d.priority > p.priority{_VISIT} "
+        "ORDER BY d.priority LIMIT 1) "
+        "FROM p WHERE p.priority IS NOT NULL) "
+        f"SELECT j.id FROM p CROSS JOIN LATERAL (SELECT id FROM {TABLE} WHERE {_READY} "
+        f"AND priority = p.priority AND {_DUE}{paused} "
+        "ORDER BY run_at, id LIMIT ? FOR UPDATE SKIP LOCKED) j LIMIT ?"
     )
 
 

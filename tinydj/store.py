@@ -237,19 +237,22 @@ class Store:
         """
         qs = list(queues or ())
         t_now = self._t(now)
-        due_params = (t_now, self._t(expired_before), *qs, *exclude)
         shape = (len(qs), len(exclude))
+        due_params = (t_now, self._t(expired_before), *qs, *exclude)
+        limits = self.sql.limits(len(qs)) if self.dialect.returning else 1
 
         def take(n: int) -> list[Any]:
+            """Lock due jobs: rows of ``RESERVED_COLUMNS``."""
             if self.dialect.returning:
                 sql = self.sql.reserve(*shape)
-                return list(self._execute(sql, (t_now, worker, *due_params, n)).fetchall())
+                params = (t_now, worker, *due_params, *(n,) * limits)
+                return list(self._execute(sql, params).fetchall())
             found = self._execute(self.sql.due(*shape), (*due_params, n)).fetchall()
-            return self._lock(worker, t_now, [r[0] for r in found])
+            return self._lock(worker, t_now, [r[0] for r in found], slim=True)
 
-        def go() -> list[Any]:
+        def go() -> tuple[list[Any], list[Any]]:
             if not done and self.dialect.returning and limited is None:
-                return take(limit)
+                return [], take(limit)
             if limited is not None and self.dialect is MYSQL:
                 self._read_committed()  # before the transaction begins
             with self.connection.transaction():
@@ -258,21 +261,25 @@ class Store:
                 if done:
                     self._ack(worker, done)
                 picked = self._lock(worker, t_now, limited(limit)) if limited else []
-                return picked + take(limit - len(picked)) if len(picked) < limit else picked
+                return picked, take(limit - len(picked)) if len(picked) < limit else []
 
-        jobs = self._readable(self._run(go), worker, now)
+        full, slim = self._run(go)
+        jobs = self._readable(full, worker, now) + self._readable(slim, worker, now, slim=True)
         jobs.sort(key=lambda j: (j.priority, j.run_at, j.id))
         return jobs
 
-    def _lock(self, worker: str, t_now: Any, ids: Sequence[int]) -> list[Any]:
-        """Lock jobs chosen by id and return their rows."""
+    def _lock(
+        self, worker: str, t_now: Any, ids: Sequence[int], *, slim: bool = False
+    ) -> list[Any]:
+        """Lock jobs chosen by id and return their rows (every column, or
+        ``RESERVED_COLUMNS``: ``slim``)."""
         if not ids:
             return []
         if self.dialect.returning:
             sql = self.sql.lock_ids_returning(len(ids))
             return list(self._execute(sql, (t_now, worker, *ids)).fetchall())
         self._execute(self.sql.lock_ids(len(ids)), (t_now, worker, *ids))
-        return list(self._execute(self.sql.select_ids(len(ids)), ids).fetchall())
+        return list(self._execute(self.sql.select_ids(len(ids), slim), ids).fetchall())
 
     def _read_committed(self) -> None:
         """Make this (Postgres) or the next (MySQL) transaction READ COMMITTED:
@@ -283,12 +290,15 @@ class Store:
         if (self.dialect is POSTGRES and depth == 1) or (self.dialect is MYSQL and not depth):
             self._execute("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
 
-    def _readable(self, raw: Sequence[Sequence[Any]], worker: str, now: datetime) -> list[Job]:
-        """The jobs of reserved rows; rows that cannot be read are failed."""
+    def _readable(
+        self, raw: Sequence[Sequence[Any]], worker: str, now: datetime, *, slim: bool = False
+    ) -> list[Job]:
+        """The jobs of reserved rows (``slim``: of ``RESERVED_COLUMNS``); rows
+        that cannot be read are failed."""
         jobs: list[Job] = []
         for row in raw:
             try:
-                jobs.append(rows.read(row))
+                jobs.append(rows.read_reserved(row, worker, now) if slim else rows.read(row))
             except rows.UnreadableRow as bad:
                 self._fail_unreadable(row[0], bad, worker, now)
         return jobs
@@ -384,10 +394,22 @@ class Store:
         """Refresh the leases of the jobs ``ids`` that ``worker`` holds; return how many."""
         return self._each_chunk(ids, self.sql.renew, self._t(now), worker)
 
-    def cancel_requests(self, worker: str) -> set[int]:
-        """The ids held by ``worker`` whose cancellation was requested."""
-        found = self._run(lambda: self._execute(self.sql.cancel_requested, (worker,)).fetchall())
-        return {int(r[0]) for r in found}
+    def cancel_requests(self, worker: str, ids: Sequence[int] | None = None) -> set[int]:
+        """The ids held by ``worker`` (of ``ids``: by primary key; None: a scan
+        of the table) whose cancellation was requested."""
+        if ids is None:
+            sql = self.sql.cancel_requested_all
+            found = self._run(lambda: self._execute(sql, (worker,)).fetchall())
+            return {int(r[0]) for r in found}
+
+        def go() -> set[int]:
+            requested: set[int] = set()
+            for part in _chunks(ids):
+                sql = self.sql.cancel_requested(len(part))
+                requested.update(int(r[0]) for r in self._execute(sql, (worker, *part)))
+            return requested
+
+        return self._run(go) if ids else set()
 
     def cancel(self, job_id: int, now: datetime, expired_before: datetime) -> str:
         """Cancel a job: ``"deleted"`` (nobody ran it: its row is gone),
@@ -414,7 +436,8 @@ class Store:
         return str(self._run(go))
 
     def release(self, worker: str, ids: Sequence[int] | None = None) -> int:
-        """Unlock jobs held by ``worker`` (all of them, or just ``ids``)."""
+        """Unlock jobs held by ``worker`` (all of them, a scan of the table; or
+        just ``ids``, by primary key)."""
         if ids is None:
             return int(self._run(lambda: self._execute(self.sql.release_all, (worker,)).rowcount))
         return self._each_chunk(ids, self.sql.release, worker) if ids else 0
