@@ -168,8 +168,10 @@ class Completer:
     def release(self, ids: Sequence[int] | None) -> None:
         """Unlock jobs this worker holds but will not run (``None``: all)."""
         if ids is None:
+            held = self.leases.held()
             try:
-                self.record(lambda: self.store.release(self.worker))
+                # By id: nothing indexes locked_by (every reservation would write it).
+                self.record(lambda: self.store.release(self.worker, held))
             finally:
                 self.leases.drop(self.leases.held())
         elif ids:

@@ -17,7 +17,7 @@ The ordinary reserve never takes a limited job (its statement and index leave
 them out), so jobs without limits pay nothing for the feature. While limited
 jobs exist, a worker's reserve transaction first runs ``Gate.take``:
 
-1. the keys at their limit (a GROUP BY over the running limited jobs);
+1. the keys at their limit (a GROUP BY over the limited jobs' leases);
 2. due limited jobs of other keys, in run order;
 3. per key, in sorted order (no deadlocks): lock the key's row of
    ``tinydj_concurrency`` (PostgreSQL, MySQL: ``FOR UPDATE``; SQLite's write
@@ -185,10 +185,13 @@ def _known(store: Store) -> bool:
 
 _SATURATED = (
     f"SELECT h.concurrency_key FROM {TABLE} h JOIN {_TABLE} c ON c.name = h.concurrency_key "
-    "WHERE h.concurrency_key IS NOT NULL AND h.locked_at >= ? "
+    "WHERE h.concurrency_key IS NOT NULL AND h.failed_at IS NULL AND h.locked_at >= ? "
     "GROUP BY h.concurrency_key, c.max_running HAVING COUNT(*) >= c.max_running"
 )
-_RUNNING = f"SELECT COUNT(*) FROM {TABLE} WHERE concurrency_key = ? AND locked_at >= ?"
+_RUNNING = (
+    f"SELECT COUNT(*) FROM {TABLE} WHERE concurrency_key = ? AND failed_at IS NULL "
+    "AND locked_at >= ?"
+)
 _DUE = "failed_at IS NULL AND run_at <= ? AND (locked_at IS NULL OR locked_at < ?)"
 
 

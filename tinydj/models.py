@@ -76,14 +76,14 @@ def _add_indexes(model: type[peewee.Model], partial: bool) -> None:
       concurrency slot) the table keeps;
     - ``delayed_jobs_queue_ready (queue, priority, run_at, id)``: the same for
       workers restricted to some queues;
-    - ``delayed_jobs_limited (concurrency_key, priority, run_at, id)`` and
-      ``delayed_jobs_holders (locked_at, concurrency_key)``: jobs with a
-      concurrency limit, and the running ones that hold its slots;
+    - ``delayed_jobs_limited (concurrency_key, priority, run_at, id)``: jobs
+      with a concurrency limit, waiting or running (a key's running jobs are
+      counted through it);
     - the unique index on ``key`` (recurring rows, ``schedule``, unique jobs).
 
-    Nothing indexes ``locked_by`` or ``locked_at`` for jobs without a limit:
-    every reservation would write such an index (on SQLite that halved the
-    rate of the reserve). A worker renews, releases and acknowledges by id
+    Nothing indexes ``locked_by`` or ``locked_at``: every reservation would
+    write such an index (on SQLite that halved the rate of the reserve; on
+    Postgres it rules out HOT updates). A worker renews, releases and acknowledges by id
     (the primary key), also when it looks for cancel requests; the operator's
     "running" listings scan.
 
@@ -96,10 +96,8 @@ def _add_indexes(model: type[peewee.Model], partial: bool) -> None:
     order = (m.priority, m.run_at, m.id)
     m.add_index(*lead, *order, name="delayed_jobs_ready", where=ready)
     m.add_index(*lead, m.queue, *order, name="delayed_jobs_queue_ready", where=ready)
-    limited = m.concurrency_key.is_null(False) if partial else None
-    waiting = (limited & m.failed_at.is_null()) if partial else None
+    waiting = m.concurrency_key.is_null(False) & m.failed_at.is_null() if partial else None
     m.add_index(m.concurrency_key, *order, name="delayed_jobs_limited", where=waiting)
-    m.add_index(m.locked_at, m.concurrency_key, name="delayed_jobs_holders", where=limited)
     # Most jobs have no key: a partial index keeps them out of it.
     m.add_index(
         m.key, name="delayed_jobs_key", unique=True, where=m.key.is_null(False) if partial else None

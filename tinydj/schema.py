@@ -180,9 +180,11 @@ class Schema:
             self._conn.execute(f"ALTER TABLE {TABLE} ADD COLUMN concurrency_key VARCHAR(255) NULL")
             # The reserve indexes leave jobs with a concurrency limit out now.
             self._rebuild_indexes(("delayed_jobs_ready", "delayed_jobs_queue_ready"))
-        if "delayed_jobs_locked_by" in {i.name for i in self._conn.db.get_indexes(TABLE)}:
-            # Every reservation wrote it; a worker finds its rows by id.
-            self._rebuild_indexes(("delayed_jobs_locked_by",))
+        # Every reservation wrote these; a worker finds its rows by id, the
+        # concurrency gate counts a key's running jobs through delayed_jobs_limited.
+        stale = ("delayed_jobs_locked_by", "delayed_jobs_holders")
+        if set(stale) & {i.name for i in self._conn.db.get_indexes(TABLE)}:
+            self._rebuild_indexes(stale)
 
     def _rebuild_indexes(self, stale: tuple[str, ...]) -> None:
         """Drop the ``stale`` indexes, then create every index the model has and

@@ -3,8 +3,9 @@
 The statements are written with ``?`` markers and ``"`` quotes; the Store
 translates them for each database. They are shaped to stay fast on a table of
 a million rows: pages walk the primary key from a cursor (keyset pagination,
-never OFFSET), "running" rows are found through the ``locked_by`` index,
-recurring rows through the ``key`` index, and counts per queue read the
+never OFFSET), filters that read rows one by one look at a window of ids
+("running" too: no index on ``locked_by``, which every reservation would
+write), recurring rows are found through the ``key`` index, and counts per queue read the
 covering ``delayed_jobs_queue_ready`` index for waiting jobs.
 
 The few writes here ("run now" and pausing of recurring jobs) change
@@ -66,9 +67,7 @@ def _like(text: str) -> str:
 _STATE_SQL = {
     "ready": "failed_at IS NULL AND locked_at IS NULL AND run_at <= ?",
     "scheduled": "failed_at IS NULL AND locked_at IS NULL AND run_at > ?",
-    # A lock sets locked_by too; the locked_by index holds only locked rows:
-    # no scan of the table.
-    "running": f"locked_by IS NOT NULL AND {CONDITIONS['running']}",
+    "running": CONDITIONS["running"],
     "failed": CONDITIONS["failed"],
     # Recurring rows always carry a key: the (partial) key index finds them.
     "recurring": '"key" IS NOT NULL AND reoccur_in IS NOT NULL',
@@ -141,7 +140,7 @@ SCAN_WINDOW = 50_000
 
 
 def _windowed(flt: JobFilter) -> bool:
-    if flt.job_id is not None or flt.state in ("running", "recurring"):
+    if flt.job_id is not None or flt.state == "recurring":
         return False  # served by an index
     return bool(flt.text or flt.function or flt.queue or flt.state)
 
@@ -251,8 +250,8 @@ def queue_counts(store: Store, now: datetime) -> list[QueueCounts]:
     """Counts per queue and state, by queue name.
 
     Waiting jobs are counted from the covering partial index of not-failed
-    rows (queue, priority, run_at, id); running ones through the locked_by
-    index; failed ones by a scan of the failed rows' column.
+    rows (queue, priority, run_at, id); running and failed ones by a scan of
+    their columns.
     """
     store.ensure_schema()
     t = store._t(now)
