@@ -136,3 +136,15 @@ def test_statements_are_rendered_once_per_dialect() -> None:
         assert sql.renew(3).count(marker) == 5
         assert ("`" in sql.get) is (dialect is MYSQL)
     assert "RETURNING" in Statements(POSTGRES).reserve(2)
+
+
+def test_postgres_leaves_room_on_each_page_for_in_place_updates(store: Store) -> None:
+    if store.dialect is not POSTGRES:
+        pytest.skip("fillfactor is a Postgres table option")
+    sql = "SELECT reloptions FROM pg_class WHERE oid = to_regclass('delayed_jobs')"
+    (options,) = store.db.execute_sql(sql).fetchone()
+    assert "fillfactor=70" in options
+    store.db.execute_sql("ALTER TABLE delayed_jobs SET (fillfactor = 90)")  # an operator's own
+    store._schema._ready = False
+    store.ensure_schema()
+    assert "fillfactor=90" in store.db.execute_sql(sql).fetchone()[0]  # left as it is

@@ -37,6 +37,13 @@ _PG_TRIGGER = (
     f"CREATE OR REPLACE TRIGGER tinydj_notify AFTER INSERT ON {TABLE} "
     "FOR EACH STATEMENT EXECUTE FUNCTION tinydj_notify()"
 )
+# Room on each page for the new version of a row that a reservation or a
+# renewal updates: Postgres then updates it in place (HOT, no index entries
+# written), when no indexed column changes (nothing indexes locked_at or
+# locked_by). A 20,000-job drain measured 10.3-11.6k/s at 100 and
+# 13.2-14.0k/s at 70, for pages at most 70% full while a backlog waits.
+_PG_FILLFACTOR = f"ALTER TABLE {TABLE} SET (fillfactor = 70)"
+_PG_OPTIONS = "SELECT reloptions FROM pg_class WHERE oid = to_regclass(%s)"
 # Serializes schema creation across processes.
 _PG_SCHEMA_LOCK = 7_402_157
 
@@ -122,6 +129,9 @@ class Schema:
             db.create_tables([self._model], safe=True)
             execute(_PG_NOTIFY)
             execute(_PG_TRIGGER)
+            options = execute(_PG_OPTIONS, (TABLE,)).fetchone()
+            if not any(str(o).startswith("fillfactor=") for o in (options and options[0]) or ()):
+                execute(_PG_FILLFACTOR)
         return True
 
     def _create_sqlite(self) -> bool:
