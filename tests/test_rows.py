@@ -174,3 +174,19 @@ def test_well_formed_rows_of_every_database_are_read(config: tinydj.Config) -> N
     assert tinydj.get_job(good) is None
     row = tinydj.get_job(bad)
     assert row is not None and row.failed and "column reoccur_in" in (row.last_error or "")
+
+
+def test_assemble_makes_the_same_frozen_job_as_its_constructor() -> None:
+    import dataclasses
+
+    from tinydj.job import Job, assemble
+
+    when = datetime(2030, 1, 1)
+    values = (1, 0, 2, "h", "err", when, None, "w", None, "1h", when, when, when, "q", "k", 1, "c")
+    made = assemble(*values)
+    assert made == Job(*values) and hash(made) == hash(Job(*values))
+    assert repr(made) == repr(Job(*values))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        made.attempts = 3  # type: ignore[misc]
+    with pytest.raises(ValueError):
+        assemble(*values[:-1])  # every field must be given

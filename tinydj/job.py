@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
-__all__ = ["COLUMNS", "RESERVED_COLUMNS", "Job", "NewJob"]
+__all__ = ["COLUMNS", "RESERVED_COLUMNS", "Job", "NewJob", "assemble"]
 
 #: The columns of ``delayed_jobs`` in the order ``Job.from_row`` reads them.
 COLUMNS = (
@@ -161,3 +161,17 @@ _DATETIME_POSITIONS = tuple(
     COLUMNS.index(c)
     for c in ("run_at", "locked_at", "failed_at", "last_run_at", "created_at", "updated_at")
 )
+
+
+# A frozen dataclass's __init__ sets each field through object.__setattr__;
+# the slots' own setters do the same in about 60% of the instructions (a
+# tenth of what reading a reserved row costs).
+_SETTERS = tuple(getattr(Job, f.name).__set__ for f in fields(Job))
+
+
+def assemble(*values: Any) -> Job:
+    """``Job(*values)`` with every field given, for the readers of reserved rows."""
+    job = object.__new__(Job)
+    for setter, value in zip(_SETTERS, values, strict=True):
+        setter(job, value)
+    return job

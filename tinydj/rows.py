@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from . import recurrence
-from .job import COLUMNS, RESERVED_COLUMNS, Job
+from .job import COLUMNS, RESERVED_COLUMNS, Job, assemble
 
 __all__ = ["UnreadableRow", "read", "read_lenient", "read_reserved"]
 
@@ -196,7 +196,7 @@ def _fast(row: Sequence[Any]) -> Job:
     run_at, created_at, updated_at = _t(run_at), _t(created_at), _t(updated_at)
     if run_at is None or created_at is None or updated_at is None:
         raise _Slow
-    return Job(
+    return assemble(
         i,
         priority,
         attempts,
@@ -231,7 +231,7 @@ def _fast_reserved(row: Sequence[Any], worker: str, now: datetime) -> Job:
     run_at, created_at, updated_at = _t(run_at), _t(created_at), _t(updated_at)
     if run_at is None or created_at is None or updated_at is None:
         raise _Slow
-    return Job(
+    return assemble(
         i,
         priority,
         attempts,
