@@ -182,11 +182,17 @@ def _t(value: Any) -> Any:
     return value
 
 
-def _fast(row: Sequence[Any]) -> Job:
-    """The common case, well-formed rows, in one pass."""
-    i, priority, attempts, handler, error, run_at, locked_at, locked_by = row[:8]
-    failed_at, reoccur_in, last_run_at, created_at, updated_at, queue, key, stops, limit = row[8:]
-    if type(priority) is not int or type(attempts) is not int or type(stops) is not int:
+def _checked(
+    integers: tuple[Any, Any, Any],
+    handler: Any,
+    queue: Any,
+    reoccur_in: Any,
+    run_at: Any,
+    created_at: Any,
+    updated_at: Any,
+) -> tuple[str, str, str | None, datetime, datetime, datetime]:
+    """The columns both fast readers convert, or ``_Slow``."""
+    if any(type(n) is not int for n in integers):
         raise _Slow
     handler, queue, reoccur_in = _s(handler), _s(queue), _s(reoccur_in)
     if type(handler) is not str or type(queue) is not str:
@@ -196,6 +202,16 @@ def _fast(row: Sequence[Any]) -> Job:
     run_at, created_at, updated_at = _t(run_at), _t(created_at), _t(updated_at)
     if run_at is None or created_at is None or updated_at is None:
         raise _Slow
+    return handler, queue, reoccur_in, run_at, created_at, updated_at
+
+
+def _fast(row: Sequence[Any]) -> Job:
+    """The common case, well-formed rows, in one pass."""
+    i, priority, attempts, handler, error, run_at, locked_at, locked_by = row[:8]
+    failed_at, reoccur_in, last_run_at, created_at, updated_at, queue, key, stops, limit = row[8:]
+    handler, queue, reoccur_in, run_at, created_at, updated_at = _checked(
+        (priority, attempts, stops), handler, queue, reoccur_in, run_at, created_at, updated_at
+    )
     return assemble(
         i,
         priority,
@@ -221,16 +237,9 @@ def _fast_reserved(row: Sequence[Any], worker: str, now: datetime) -> Job:
     """``_fast`` for a row of ``RESERVED_COLUMNS``."""
     i, priority, attempts, handler, error, run_at, reoccur_in, last_run_at = row[:8]
     created_at, updated_at, queue, key, stops = row[8:]
-    if type(priority) is not int or type(attempts) is not int or type(stops) is not int:
-        raise _Slow
-    handler, queue, reoccur_in = _s(handler), _s(queue), _s(reoccur_in)
-    if type(handler) is not str or type(queue) is not str:
-        raise _Slow
-    if reoccur_in is not None and reoccur_in not in _valid_schedules:
-        raise _Slow
-    run_at, created_at, updated_at = _t(run_at), _t(created_at), _t(updated_at)
-    if run_at is None or created_at is None or updated_at is None:
-        raise _Slow
+    handler, queue, reoccur_in, run_at, created_at, updated_at = _checked(
+        (priority, attempts, stops), handler, queue, reoccur_in, run_at, created_at, updated_at
+    )
     return assemble(
         i,
         priority,
