@@ -468,3 +468,21 @@ def test_a_claimed_job_unlocked_in_the_source_is_reported_as_doubled(
     assert any(
         line.startswith("doubled:") and "source ids 1" in line for line in format_report(report)
     )
+
+
+def test_limited_jobs_move_with_their_limits(source_url: str, target_url: str) -> None:
+    import limit_jobs
+
+    tinydj.configure(source_url)
+    limit_jobs.import_for.send_later("acme", 1)
+    limit_jobs.import_for.send_later("acme", 2)
+    tinydj.get_config().store.close()
+    report = move(source_url, target_url)
+    assert report.moved == {"ready": 2, "scheduled": 0, "failed": 0, "recurring": 0}
+    config = tinydj.configure(target_url)
+    rows = config.store.query("SELECT name, max_running FROM tinydj_concurrency").fetchall()
+    assert [(str(n), int(m)) for n, m in rows] == [("limit_jobs:import_for/acme", 1)]
+    limit_jobs.reset()
+    assert tinydj.Worker(config=config).work_off() == (2, 0)
+    assert limit_jobs.calls == [("acme", 1), ("acme", 2)]
+    config.store.close()

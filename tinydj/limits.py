@@ -56,7 +56,7 @@ from .models import TABLE
 from .sql import MYSQL, SQLITE
 from .store import Store
 
-__all__ = ["MAX_LIMIT", "Concurrency", "Gate", "concurrency", "declare"]
+__all__ = ["MAX_LIMIT", "Concurrency", "Gate", "concurrency", "copy_limits", "declare"]
 
 log = logging.getLogger("tinydj.worker")
 
@@ -174,6 +174,16 @@ def declare(store: Store, key: str, limit: int) -> None:
     if not store.db.in_transaction():  # a rollback could undo it otherwise
         with _declared_lock:
             _declared.setdefault(store, {})[key] = limit
+
+
+def copy_limits(source: Store, target: Store) -> int:
+    """Declare every limit of ``source`` in ``target`` (``tinydj move``: the
+    jobs it moves keep their keys, and would wait for a limit otherwise)."""
+    control.ensure_tables(source)
+    found = source._run(lambda: source.query(f"SELECT name, max_running FROM {_TABLE}").fetchall())
+    for name, limit in found:
+        declare(target, str(name), int(limit))
+    return len(found)
 
 
 def _known(store: Store) -> bool:

@@ -71,6 +71,7 @@ from typing import Any
 import peewee
 
 from .job import COLUMNS
+from .limits import copy_limits
 from .models import TABLE
 from .redact import mask
 from .schedule import Clock, to_naive_utc, utcnow
@@ -547,6 +548,7 @@ def move_jobs(
     source.ensure_schema()
     target.ensure_schema()
     _ensure_journal(target)
+    copy_limits(source, target)  # before the jobs that count against them
     name = _source_name(source, source_name)
     marker = MARKER_PREFIX + uuid.uuid4().hex
     report = MoveReport()
