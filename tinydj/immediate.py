@@ -24,7 +24,7 @@ from typing import Any
 
 from . import serialize
 from .config import Config
-from .job import Job
+from .job import Job, NewJob
 from .schedule import to_naive_utc
 from .timeouts import complete
 
@@ -45,23 +45,7 @@ def run(config: Config, handler: str, queue: str, priority: int, run_at: datetim
         handler, allow_pickle=config.allow_pickle, allowed_modules=config.allowed_modules
     )
     now = to_naive_utc(config.clock())
-    job = Job(
-        id=-next(_ids),
-        priority=priority,
-        attempts=0,
-        handler=handler,
-        last_error=None,
-        run_at=run_at or now,
-        locked_at=None,
-        locked_by=None,
-        failed_at=None,
-        reoccur_in=None,
-        last_run_at=None,
-        created_at=now,
-        updated_at=now,
-        queue=queue,
-        key=None,
-    )
+    job = NewJob(handler, queue, priority, run_at or now).inserted(-next(_ids), now)
     hooks = call.target if getattr(call.fn, "__name__", None) == "perform" else None
     _hook(hooks, "before", job)
     try:

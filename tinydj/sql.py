@@ -175,6 +175,14 @@ class Statements:
         #: What the worker's reserve returns (``rows.read_reserved``).
         self._slim = _select_list(d, RESERVED_COLUMNS)
         self._cache: dict[tuple[object, ...], str] = {}
+        self._enqueueing(d, cols)
+        self._outcomes(d)
+        self._inspection(d, cols)
+        self.data_version = "PRAGMA data_version"
+
+    def _enqueueing(self, d: Dialect, cols: str) -> None:
+        """Inserts, upserts of recurring rows, unique jobs."""
+        r = d.render
         insert = f"INSERT INTO {TABLE} {_INSERT_COLS} VALUES {_ROW}"
         self.insert = r(insert)
         self.insert_returning_id = r(insert + " RETURNING id")
@@ -194,6 +202,10 @@ class Statements:
         unique = f"{insert} {d.on_conflict} {quoted_key} = {d.excluded.format(quoted_key)}"
         self.insert_unique = r(unique)
         self.insert_unique_returning = r(f"{unique} RETURNING {cols}")
+
+    def _outcomes(self, d: Dialect) -> None:
+        """What a worker writes after a run (besides the ack), and releases."""
+        r = d.render
         # A job that fails for good frees its unique key (first: MySQL's SET
         # sees the values assigned before it); a cancel request is answered.
         self.finish = r(
@@ -211,6 +223,10 @@ class Statements:
         self.release_all = r(
             f"UPDATE {TABLE} SET locked_at = NULL, locked_by = NULL WHERE locked_by = ?"
         )
+
+    def _inspection(self, d: Dialect, cols: str) -> None:
+        """The operator's reads and writes by id: get, counts, retry, cancel, delete."""
+        r = d.render
         self.get = r(f"SELECT {cols} FROM {TABLE} WHERE id = ?")
         self.counts = r(
             "SELECT "
@@ -243,7 +259,6 @@ class Statements:
         )
         self.delete = r(f"DELETE FROM {TABLE} WHERE id = ?")
         self.clear = r(f"DELETE FROM {TABLE}")
-        self.data_version = "PRAGMA data_version"
 
     def _cached(self, key: tuple[object, ...], build: Callable[[], str]) -> str:
         sql = self._cache.get(key)
