@@ -43,17 +43,7 @@ class SignupIn(BaseModel):
     email: str
 
 
-def sqlalchemy_url(url: str) -> str:
-    for plain, dialect in (
-        ("postgresql://", "postgresql+psycopg2://"),
-        ("mysql://", "mysql+pymysql://"),
-    ):
-        if url.startswith(plain):
-            return dialect + url[len(plain) :]
-    return url
-
-
-engine: Engine = create_engine(sqlalchemy_url(DATABASE_URL))
+engine: Engine = create_engine(tinydj.sqlalchemy_url(DATABASE_URL))
 
 
 @results.keep("1d")
@@ -73,7 +63,7 @@ def create_app(database_url: str | None = None) -> FastAPI:
     """The FastAPI app; ``database_url`` replaces $SHOP_DATABASE_URL (tests)."""
     global engine
     url = database_url or DATABASE_URL
-    engine = create_engine(sqlalchemy_url(url))
+    engine = create_engine(tinydj.sqlalchemy_url(url))
     Base.metadata.create_all(engine)
     tinydj.configure(url)
     tinydj.create_tables()

@@ -38,18 +38,7 @@ class Order(Base):
     receipt_sent: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
-def sqlalchemy_url(url: str) -> str:
-    """SQLAlchemy's spelling of a tinydj URL (the driver tinydj uses too)."""
-    for plain, dialect in (
-        ("postgresql://", "postgresql+psycopg2://"),
-        ("mysql://", "mysql+pymysql://"),
-    ):
-        if url.startswith(plain):
-            return dialect + url[len(plain) :]
-    return url
-
-
-engine: Engine = create_engine(sqlalchemy_url(DATABASE_URL))
+engine: Engine = create_engine(tinydj.sqlalchemy_url(DATABASE_URL))
 
 
 @results.keep("1d")
@@ -68,7 +57,7 @@ def create_app(database_url: str | None = None) -> Flask:
     """The Flask app; ``database_url`` replaces $SHOP_DATABASE_URL (tests)."""
     global engine
     url = database_url or DATABASE_URL
-    engine = create_engine(sqlalchemy_url(url))
+    engine = create_engine(tinydj.sqlalchemy_url(url))
     Base.metadata.create_all(engine)
     tinydj.configure(url)  # workers and job lookups use tinydj's own connection
     tinydj.create_tables()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import sample_jobs
@@ -30,18 +31,9 @@ class Order(Base):
     number: Mapped[str] = mapped_column(String(32))
 
 
-def sqlalchemy_url(url: str) -> str:
-    """The SQLAlchemy URL of a tinydj test database URL."""
-    if url.startswith("postgresql://"):
-        return url.replace("postgresql://", "postgresql+psycopg2://", 1)
-    if url.startswith("mysql://"):
-        return url.replace("mysql://", "mysql+pymysql://", 1)
-    return url
-
-
 @pytest.fixture
 def engine(db_url: str) -> Iterator[sqlalchemy.Engine]:
-    engine = create_engine(sqlalchemy_url(db_url))
+    engine = create_engine(tinydj.sqlalchemy_url(db_url))
     Base.metadata.drop_all(engine)
     Base.metadata.create_all(engine)
     tinydj.configure(db_url)  # the worker's own connection
@@ -154,3 +146,51 @@ def test_using_outside_the_block_is_an_error(engine: sqlalchemy.Engine) -> None:
 def test_using_something_else_is_a_type_error() -> None:
     with pytest.raises(TypeError, match="int"), tinydj.using(42):
         pass
+
+
+def test_sqlalchemy_url_names_the_driver_tinydj_uses() -> None:
+    assert tinydj.sqlalchemy_url("postgresql://u:p@h:5432/db") == (
+        "postgresql+psycopg2://u:p@h:5432/db"
+    )
+    assert tinydj.sqlalchemy_url("postgres://h/db") == "postgresql+psycopg2://h/db"
+    assert tinydj.sqlalchemy_url("mysql://root@h:3306/test") == "mysql+pymysql://root@h:3306/test"
+    assert tinydj.sqlalchemy_url("mariadb://root@h/test") == "mysql+pymysql://root@h/test"
+    assert tinydj.sqlalchemy_url("sqlite:///jobs.db") == "sqlite:///jobs.db"
+    assert tinydj.sqlalchemy_url("sqlite:////abs/jobs.db") == "sqlite:////abs/jobs.db"
+    assert tinydj.sqlalchemy_url("jobs.db") == "sqlite:///jobs.db"
+    assert tinydj.sqlalchemy_url("/abs/jobs.db") == "sqlite:////abs/jobs.db"
+
+
+def test_sqlalchemy_url_takes_the_installed_driver(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    missing = {"psycopg2", "pymysql"}
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name in missing else real(name, *a)
+    )
+    if real("psycopg") is not None:
+        assert tinydj.sqlalchemy_url("postgresql://h/db") == "postgresql+psycopg://h/db"
+    missing.add("psycopg")
+    assert tinydj.sqlalchemy_url("postgresql://h/db") == "postgresql+psycopg2://h/db"
+    missing.add("MySQLdb")
+    assert tinydj.sqlalchemy_url("mysql://h/db") == "mysql+pymysql://h/db"
+
+
+def test_sqlalchemy_url_defaults_to_the_configured_database(tmp_path: Any) -> None:
+    url = f"sqlite:///{tmp_path}/jobs.db"
+    tinydj.configure(url)
+    assert tinydj.sqlalchemy_url() == url
+    with create_engine(tinydj.sqlalchemy_url()).connect() as conn:
+        assert conn.exec_driver_sql("SELECT 1").scalar() == 1
+
+
+def test_sqlalchemy_url_refuses_what_it_cannot_spell(tmp_path: Any) -> None:
+    import peewee
+
+    tinydj.configure(peewee.SqliteDatabase(str(tmp_path / "jobs.db")))
+    with pytest.raises(tinydj.ConfigurationError, match="peewee Database"):
+        tinydj.sqlalchemy_url()
+    with pytest.raises(tinydj.ConfigurationError) as err:
+        tinydj.sqlalchemy_url("oracle://scott:tiger@h/db")
+    assert "tiger" not in str(err.value)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from .admin import clear, delete_job, get_job, list_jobs, retry_job, stats
 from .cancel import cancel
 from .config import Config, configure, get_config
-from .connections import using
+from .connections import sqlalchemy_url, using
 from .cron import cron
 from .current import CurrentJob, JobCancelled, current_job
 from .errors import (
@@ -73,6 +73,7 @@ __all__ = [
     "retry_job",
     "schedule",
     "send_later",
+    "sqlalchemy_url",
     "stats",
     "using",
 ]

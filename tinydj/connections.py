@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import importlib.util
 import sqlite3
 import threading
 import uuid
@@ -37,9 +38,10 @@ import peewee
 
 from .config import Config, get_config, overriding
 from .errors import ConfigurationError
+from .redact import mask
 from .store import Store
 
-__all__ = ["Source", "borrowed_store", "source_for", "using"]
+__all__ = ["Source", "borrowed_store", "source_for", "sqlalchemy_url", "using"]
 
 
 class Source(Protocol):
@@ -215,6 +217,45 @@ def using(connection: Any) -> Iterator[Config]:
             yield config
     finally:
         _active.reset(token)
+
+
+#: SQLAlchemy's dialect+driver for each tinydj scheme: the first driver
+#: installed, in the order tinydj's own connections prefer them.
+_SQLALCHEMY_DRIVERS = {
+    "postgresql": (("psycopg2", "postgresql+psycopg2"), ("psycopg", "postgresql+psycopg")),
+    "postgres": (("psycopg2", "postgresql+psycopg2"), ("psycopg", "postgresql+psycopg")),
+    "mysql": (("pymysql", "mysql+pymysql"), ("MySQLdb", "mysql+mysqldb")),
+    "mariadb": (("pymysql", "mysql+pymysql"), ("MySQLdb", "mysql+mysqldb")),
+}
+
+
+def sqlalchemy_url(url: str | None = None) -> str:
+    """The SQLAlchemy URL of a tinydj database URL (default: the configured one).
+
+    An application that keeps its own data through SQLAlchemy and its jobs
+    through tinydj on the same database writes one URL:
+    ``create_engine(tinydj.sqlalchemy_url(url))`` names the driver tinydj
+    uses (psycopg 2 or 3, PyMySQL or mysqlclient, whichever is installed);
+    a bare SQLite path becomes ``sqlite:///path``.
+    """
+    if url is None:
+        url = get_config().url
+        if url is None:
+            raise ConfigurationError(
+                "tinydj is configured with a peewee Database, not a URL: pass the URL"
+            )
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return "sqlite:///" + url  # a bare path is an SQLite file, as for configure()
+    drivers = _SQLALCHEMY_DRIVERS.get(scheme.lower())
+    if drivers is None:
+        if scheme.lower() == "sqlite":
+            return url
+        raise ConfigurationError(f"not a tinydj database URL: {mask(url)!r}")
+    for module, dialect in drivers:
+        if importlib.util.find_spec(module) is not None:
+            return f"{dialect}://{rest}"
+    return f"{drivers[0][1]}://{rest}"  # SQLAlchemy names the missing driver
 
 
 # -- sources -------------------------------------------------------------------------
