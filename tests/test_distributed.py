@@ -624,25 +624,32 @@ def _mysql_fill(
     )
 
 
-def _mysql_reserve_cost(db: peewee.Database, store: Store, limit: int) -> tuple[str, int]:
-    """(EXPLAIN of the locking select, index entries read to run it) on MySQL,
-    whose reservation is that SELECT ... FOR UPDATE SKIP LOCKED plus an UPDATE by id."""
+def _mysql_reserve_cost(db: peewee.Database, store: Store, limit: int) -> tuple[str, int, int]:
+    """(EXPLAIN of the locking select of priority 0, index entries read by a
+    whole reservation, jobs it took) on MySQL, whose reservation is
+    ``MIN(priority)`` seeks, that SELECT ... FOR UPDATE SKIP LOCKED per priority,
+    then an UPDATE by id; rolled back."""
     now = now_utc()
-    sql = store.sql.due(0)
-    params = (now, now - timedelta(seconds=30), limit)
-    plan = db.execute_sql("EXPLAIN FORMAT=JSON " + sql, params).fetchone()[0]
+    expired = now - timedelta(seconds=30)
+    plan = db.execute_sql(
+        "EXPLAIN FORMAT=JSON " + store.sql.due_at(0), (now, expired, 0, limit)
+    ).fetchone()[0]
 
     def reads() -> int:
-        rows = db.execute_sql("SHOW SESSION STATUS LIKE 'Handler_read_next'").fetchall()
-        return int(rows[0][1])
+        rows = db.execute_sql(
+            "SHOW SESSION STATUS WHERE Variable_name IN ('Handler_read_next', "
+            "'Handler_read_prev', 'Handler_read_key', 'Handler_read_first', 'Handler_read_last', "
+            # index entries that a pushed-down condition rejected inside the engine
+            "'Handler_icp_attempts')"
+        ).fetchall()
+        return sum(int(r[1]) for r in rows)
 
     with db.atomic() as tx:
         before = reads()
-        got = db.execute_sql(sql, params).fetchall()
+        got = store.reserve("probe", now, expired, None, limit)
         used = reads() - before
         tx.rollback()
-    assert len(got) == limit
-    return plan, used
+    return plan, used, len(got)
 
 
 @pytest.mark.mysql
@@ -652,9 +659,39 @@ def test_mysql_reserve_is_an_index_seek_among_future_rows(live_mysql: tinydj.Con
     _mysql_fill(db, 100, priority=0, due=True)
     _mysql_fill(db, 100_000, priority=0, due=False)
     db.execute_sql("ANALYZE TABLE delayed_jobs")
-    plan, reads = _mysql_reserve_cost(db, store, 10)
+    plan, reads, got = _mysql_reserve_cost(db, store, 10)
     assert "delayed_jobs_ready" in plan and "filesort" not in plan, plan
-    assert reads <= 20, f"reserving read {reads} index entries among 100,000 future rows:\n{plan}"
+    assert got == 10
+    assert reads <= 4 * got + 50, (
+        f"reserving read {reads} index entries among 100,000 future rows:\n{plan}"
+    )
+
+
+@pytest.mark.mysql
+@pytest.mark.timeout(60)
+def test_mysql_idle_poll_is_an_index_seek_among_future_rows(live_mysql: tinydj.Config) -> None:
+    """Nothing due: the reservation must not read the rows due later (of
+    this priority or of a higher one) to find that out."""
+    db, store = live_mysql.database, live_mysql.store
+    _mysql_fill(db, 50_000, priority=0, due=False)
+    _mysql_fill(db, 50_000, priority=-5, due=False)
+    _, reads, got = _mysql_reserve_cost(db, store, 10)
+    assert got == 0
+    assert reads <= 20, f"an idle reserve read {reads} index entries among 100,000 future rows"
+
+
+@pytest.mark.mysql
+@pytest.mark.timeout(60)
+def test_mysql_reserve_skips_future_rows_of_a_higher_priority(live_mysql: tinydj.Config) -> None:
+    db, store = live_mysql.database, live_mysql.store
+    _mysql_fill(db, 100_000, priority=-5, due=False)
+    _mysql_fill(db, 100, priority=0, due=True)
+    _mysql_fill(db, 100, priority=3, due=True)
+    _, reads, got = _mysql_reserve_cost(db, store, 150)
+    assert got == 150
+    # A few per job taken (the select, the UPDATE by id, the rows read back),
+    # not one per future row.
+    assert reads <= 4 * got + 50, f"reserving read {reads} index entries behind 100,000 rows"
 
 
 @pytest.mark.mysql
@@ -666,9 +703,12 @@ def test_mysql_reserve_is_an_index_seek_among_failed_rows(live_mysql: tinydj.Con
     _mysql_fill(db, 100, priority=0, due=True)
     _mysql_fill(db, 100_000, priority=0, due=True, failed=True)
     db.execute_sql("ANALYZE TABLE delayed_jobs")
-    plan, reads = _mysql_reserve_cost(db, store, 10)
+    plan, reads, got = _mysql_reserve_cost(db, store, 10)
     assert "filesort" not in plan, plan
-    assert reads <= 20, f"reserving read {reads} index entries among 100,000 failed rows:\n{plan}"
+    assert got == 10
+    assert reads <= 4 * got + 50, (
+        f"reserving read {reads} index entries among 100,000 failed rows:\n{plan}"
+    )
 
 
 # -- 5: recurring rows stay one per function when many workers start at once --------

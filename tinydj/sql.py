@@ -282,6 +282,29 @@ class Statements:
         skip = self.dialect.skip_locked
         return self._cached(("due", queues, excluded), lambda: _due(queues, skip, excluded))
 
+    def next_priority(self, queue: bool, above: bool) -> str:
+        """The lowest priority of a ready row (of one ``queue``), ``above`` a
+        given one: (queue?, priority?). MySQL's first step: an index seek,
+        where ``ORDER BY priority, run_at`` would read every future row of a
+        higher priority before the first due one (and every future row of
+        the last priority, when nothing is due)."""
+        where = (
+            _READY + (" AND queue = ?" if queue else "") + (" AND priority > ?" if above else "")
+        )
+        return self._cached(
+            ("next_priority", queue, above),
+            lambda: f"SELECT MIN(priority) FROM {TABLE} WHERE {where}",
+        )
+
+    def due_at(self, queues: int, excluded: int = 0) -> str:
+        """The ids of due jobs of one priority in run order (MySQL, after
+        ``next_priority``): (now, expired_before, *queues, *excluded, priority, limit)."""
+        skip = self.dialect.skip_locked
+        return self._cached(
+            ("due_at", queues, excluded),
+            lambda: _due(queues, skip, excluded, one_priority=True),
+        )
+
     def _lock_prefix(self) -> str:
         d = self.dialect
         interrupted = d.concat.format(d.concat_sep.join(_INTERRUPTED))
@@ -396,13 +419,18 @@ _READY = "failed_at IS NULL AND concurrency_key IS NULL"
 _DUE = "run_at <= ? AND (locked_at IS NULL OR locked_at < ?)"
 
 
-def _due(queues: int, skip_locked: str, excluded: int = 0) -> str:
+def _due(queues: int, skip_locked: str, excluded: int = 0, *, one_priority: bool = False) -> str:
     queue_clause = f" AND queue IN {_in_list(queues)}" if queues else ""
     if excluded:  # paused queues
         queue_clause += f" AND queue NOT IN {_in_list(excluded)}"
+    order, table = "priority, run_at, id", TABLE
+    if one_priority:  # MySQL's: its ready index, not the limits' one of fewer columns
+        queue_clause += " AND priority = ?"
+        order = "run_at, id"
+        table += f" FORCE INDEX ({TABLE}_{'queue_ready' if queues else 'ready'})"
     return (
-        f"SELECT id FROM {TABLE} WHERE {_READY} AND {_DUE}{queue_clause} "
-        f"ORDER BY priority, run_at, id LIMIT ?{skip_locked}"
+        f"SELECT id FROM {table} WHERE {_READY} AND {_DUE}{queue_clause} "
+        f"ORDER BY {order} LIMIT ?{skip_locked}"
     )
 
 
