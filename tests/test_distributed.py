@@ -550,10 +550,12 @@ def _sqlite_fill(
     )
 
 
-def _sqlite_reserve_cost(db: peewee.Database, store: Store, limit: int) -> tuple[list[str], int]:
+def _sqlite_reserve_cost(
+    db: peewee.Database, store: Store, limit: int, queues: tuple[str, ...] = ()
+) -> tuple[list[str], int]:
     """(EXPLAIN QUERY PLAN lines, VM steps/100 to run it) of the reserve statement,
     run in a rolled-back transaction."""
-    sql, params = _reserve_statement(store, limit)
+    sql, params = _reserve_statement(store, limit, queues)
     plan = [r[3] for r in db.execute_sql("EXPLAIN QUERY PLAN " + sql, params).fetchall()]
     steps = [0]
 
@@ -605,6 +607,33 @@ def test_sqlite_reserve_is_an_index_seek_among_rows_that_are_not_due(sqlite_url:
                 f"reserving took {steps * 100} VM steps among 250,000 rows that are not "
                 f"due, {small * 100} among 100 rows:\n{text}"
             )
+    finally:
+        cfg.store.close()
+        db.close()
+
+
+@pytest.mark.timeout(60)
+def test_sqlite_reserve_of_one_queue_seeks_among_rows_that_are_not_due(sqlite_url: str) -> None:
+    """A worker of one queue (``tinydj work --queue mail``): ``queue = ?``
+    fixes the index's first column, and SQLite skip-scans only leading
+    columns; the reserve must still not walk the queue's future rows."""
+    cfg = tinydj.configure(sqlite_url)
+    db, store = cfg.database, cfg.store
+    try:
+        store.ensure_schema()
+        _sqlite_fill(db, 100, priority=0, due=True)
+        _, small = _sqlite_reserve_cost(db, store, 10, ("default",))
+        _sqlite_fill(db, 150_000, priority=0, due=False)
+        _sqlite_fill(db, 50_000, priority=-10, due=False)
+        assert row_count(db) == 200_100
+        plan, steps = _sqlite_reserve_cost(db, store, 10, ("default",))
+        text = "\n".join(plan)
+        assert any("queue=? AND priority=? AND run_at<?" in line for line in plan), text
+        assert not any("TEMP B-TREE" in line for line in plan), f"the reserve sorts:\n{text}"
+        assert steps <= 2 * small + 20, (
+            f"reserving took {steps * 100} VM steps among 200,000 rows that are not "
+            f"due, {small * 100} among 100 rows:\n{text}"
+        )
     finally:
         cfg.store.close()
         db.close()

@@ -129,6 +129,28 @@ def test_reserve_keeps_priority_run_at_id_order_across_priorities(store: Store) 
     assert [j.id for j in rest] == order[4:]
 
 
+@pytest.mark.parametrize("paused", [(), ("other",)])
+def test_reserve_of_one_queue_keeps_run_order_across_priorities(
+    store: Store, paused: tuple[str, ...]
+) -> None:
+    """One queue has a statement of its own on SQLite (a seek per priority)."""
+    order = _mixed(store)
+    others = store.insert(
+        [
+            NewJob(f"tinydj: 1\nfunction: m:o{i}\n", "other", -20 + i, START - timedelta(1))
+            for i in range(3)
+        ],
+        START,
+    )
+    got: list[int] = []
+    for limit in (3, 2, 10):
+        now = START
+        batch = store.reserve("w", now, now - LEASE, ["q"], limit, exclude=paused)
+        got += [j.id for j in batch]
+    assert got == order
+    assert not {j.id for j in others} & set(got)
+
+
 def test_reserve_skips_rows_another_transaction_locks_and_fills_its_batch(
     store: Store, db_url: str
 ) -> None:

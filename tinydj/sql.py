@@ -13,6 +13,8 @@ On SQLite the columns are read in a form that cannot raise in the driver
 
 from __future__ import annotations
 
+import itertools
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -328,6 +330,10 @@ class Statements:
         limit), the limit given ``limits(queues)`` times."""
 
         def build() -> str:
+            if queues == 1 and self.dialect is SQLITE:
+                return _numbered(
+                    f"{self._lock_prefix()}({_due_in_one_queue(excluded)}) RETURNING {self._slim}"
+                )
             if self.limits(queues) == 2:
                 chosen = _due_per_priority(excluded)
             else:
@@ -465,6 +471,36 @@ def _due_per_priority(excluded: int) -> str:
         f"AND priority = p.priority AND {_DUE}{paused} "
         "ORDER BY run_at, id LIMIT ? FOR UPDATE SKIP LOCKED) j LIMIT ?"
     )
+
+
+def _due_in_one_queue(excluded: int) -> str:
+    """``_due`` for SQLite and one queue, as ``(now, expired_before, queue,
+    *excluded, limit)`` (the positions after the lock's two; ``_numbered``
+    numbers the plain markers). ``(queue, priority, run_at, id)`` walked from
+    ``queue = ?`` would read every future row of the queue (SQLite skips
+    only leading columns of an index); instead a recursive CTE seeks the
+    queue's distinct priorities (``MIN`` above the last one) and SQLite
+    takes ``priority IN`` them in index order, each a ``run_at <= now`` seek,
+    with no sort. ``?5`` is the queue."""
+    paused = f" AND queue NOT IN {_in_list(excluded)}" if excluded else ""
+    return (
+        "WITH RECURSIVE p (priority) AS ("
+        f"SELECT MIN(priority) FROM {TABLE} WHERE {_READY} AND queue = ?5 "
+        f"UNION ALL SELECT (SELECT MIN(d.priority) FROM {TABLE} d WHERE d.failed_at IS NULL "
+        "AND d.concurrency_key IS NULL AND d.queue = ?5 AND d.priority > p.priority) "
+        "FROM p WHERE p.priority IS NOT NULL) "
+        f"SELECT id FROM {TABLE} WHERE {_READY} AND queue = ?5 "
+        f"AND priority IN (SELECT priority FROM p) AND {_DUE}{paused} "
+        "ORDER BY priority, run_at, id LIMIT ?"
+    )
+
+
+def _numbered(sql: str) -> str:
+    """Number SQLite's plain ``?`` markers in order, skipping the numbers
+    already written (``?5``), so that one parameter can be used twice."""
+    taken = {int(n) for n in re.findall(r"\?(\d+)", sql)}
+    numbers = (n for n in itertools.count(1) if n not in taken)
+    return re.sub(r"\?(?!\d)", lambda _: f"?{next(numbers)}", sql)
 
 
 def _upsert_sets(d: Dialect, replace: bool = False) -> str:
