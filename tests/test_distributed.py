@@ -35,6 +35,7 @@ from proc_helpers import Processes, read_lines, run_exactly_once, wait_until
 import tinydj
 from tinydj.config import open_database
 from tinydj.schedule import parse_every, to_naive_utc, utcnow
+from tinydj.sql import POSTGRES
 from tinydj.store import Store
 
 _SEQ = iter(range(1, 1_000_000))
@@ -384,11 +385,18 @@ def _reserve_statement(
     store: Store, limit: int, queues: tuple[str, ...] = ()
 ) -> tuple[str, tuple[Any, ...]]:
     """The statement ``Store.reserve`` runs on a returning dialect, built the same
-    way, with its parameters: (sql, params)."""
+    way, with its parameters: (sql, params). (On Postgres the one that also
+    deletes finished jobs: three of them, not due.)"""
     now = now_utc()
     t_now = store._t(now)
-    due_params = (t_now, store._t(now - timedelta(seconds=30)), *queues)
+    expired = store._t(now - timedelta(seconds=30))
     limits = (limit,) * store.sql.limits(len(queues))
+    if store.dialect is POSTGRES:
+        done = [-1, -2, -3]
+        sql = store.sql.reserve_acking(len(queues))
+        worker = "explain-worker"
+        return sql, (worker, done, t_now, worker, t_now, expired, done, *queues, *limits)
+    due_params = (t_now, expired, *queues)
     return store.sql.reserve(len(queues)), (t_now, "explain-worker", *due_params, *limits)
 
 

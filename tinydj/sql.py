@@ -313,6 +313,32 @@ class Statements:
 
         return self._cached(("reserve", queues, excluded), build)
 
+    def reserve_acking(self, queues: int, excluded: int = 0) -> str:
+        """``reserve`` and the ack of the finished jobs in one statement
+        (Postgres, no transaction of its own needed): (worker, done ids, now,
+        worker, now, expired_before, done ids, *queues, *excluded, limit),
+        the limit given ``limits(queues)`` times. Its rows are (how many
+        finished jobs were deleted, *``RESERVED_COLUMNS``); it returns one row
+        of NULLs after the count when it locked nothing.
+
+        The sub-statements of one statement run on one snapshot, in no set
+        order: a finished job whose lease expired would be both deleted and
+        taken again, so the finished ids are never taken (``_DUE_NOT_DONE``)."""
+
+        def build() -> str:
+            if self.limits(queues) == 2:
+                chosen = _due_per_priority(excluded, _DUE_NOT_DONE)
+            else:
+                chosen = _due(queues, self.dialect.skip_locked, excluded, _DUE_NOT_DONE)
+            return (
+                f"WITH done AS (DELETE FROM {TABLE} WHERE locked_by = ? AND id = ANY(?::bigint[]) "
+                f"RETURNING 1), picked AS ({self._lock_prefix()}({chosen}) "
+                f"RETURNING {self._slim}) SELECT (SELECT count(*) FROM done), picked.* "
+                "FROM (VALUES (0)) AS one LEFT JOIN picked ON true"
+            )
+
+        return self._cached(("reserve_acking", queues, excluded), build)
+
     def lock_ids(self, n: int) -> str:
         """Lock ``n`` jobs by id (MySQL's second step): (now, worker, *ids)."""
         return self._cached(("lock_ids", n), lambda: self._lock_prefix() + _in_list(n))
@@ -394,14 +420,17 @@ def _select_list(d: Dialect, columns: tuple[str, ...]) -> str:
 _READY = "failed_at IS NULL AND concurrency_key IS NULL"
 #: A job is due when nobody holds it, or its holder's lease expired.
 _DUE = "run_at <= ? AND (locked_at IS NULL OR locked_at < ?)"
+#: The same, leaving out the ids of an array (finished jobs deleted in the
+#: same statement): (now, expired_before, ids).
+_DUE_NOT_DONE = "run_at <= ? AND (locked_at IS NULL OR (locked_at < ? AND id <> ALL(?::bigint[])))"
 
 
-def _due(queues: int, skip_locked: str, excluded: int = 0) -> str:
+def _due(queues: int, skip_locked: str, excluded: int = 0, due: str = _DUE) -> str:
     queue_clause = f" AND queue IN {_in_list(queues)}" if queues else ""
     if excluded:  # paused queues
         queue_clause += f" AND queue NOT IN {_in_list(excluded)}"
     return (
-        f"SELECT id FROM {TABLE} WHERE {_READY} AND {_DUE}{queue_clause} "
+        f"SELECT id FROM {TABLE} WHERE {_READY} AND {due}{queue_clause} "
         f"ORDER BY priority, run_at, id LIMIT ?{skip_locked}"
     )
 
@@ -413,7 +442,7 @@ def _due(queues: int, skip_locked: str, excluded: int = 0) -> str:
 _VISIT = " AND (locked_at IS NULL OR locked_at IS NOT NULL)"
 
 
-def _due_per_priority(excluded: int) -> str:
+def _due_per_priority(excluded: int, due: str = _DUE) -> str:
     """``_due`` for Postgres, which has no skip scan (before 18): a walk of
     ``(priority, run_at, id)`` from its start would read every future row of a
     higher priority before the first due one. Instead a recursive CTE seeks
@@ -434,7 +463,7 @@ def _due_per_priority(excluded: int) -> str:
         "ORDER BY d.priority LIMIT 1) "
         "FROM p WHERE p.priority IS NOT NULL) "
         f"SELECT j.id FROM p CROSS JOIN LATERAL (SELECT id FROM {TABLE} WHERE {_READY} "
-        f"AND priority = p.priority AND {_DUE}{paused} "
+        f"AND priority = p.priority AND {due}{paused} "
         "ORDER BY run_at, id LIMIT ? FOR UPDATE SKIP LOCKED) j LIMIT ?"
     )
 

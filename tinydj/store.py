@@ -251,6 +251,8 @@ class Store:
             return self._lock(worker, t_now, [r[0] for r in found], slim=True)
 
         def go() -> tuple[list[Any], list[Any]]:
+            if self.dialect is POSTGRES and limited is None:
+                return [], self._ack_and_take(worker, done, t_now, due_params, shape, limit)
             if not done and self.dialect.returning and limited is None:
                 return [], take(limit)
             if limited is not None and self.dialect is MYSQL:
@@ -267,6 +269,25 @@ class Store:
         jobs = self._readable(full, worker, now) + self._readable(slim, worker, now, slim=True)
         jobs.sort(key=lambda j: (j.priority, j.run_at, j.id))
         return jobs
+
+    def _ack_and_take(
+        self,
+        worker: str,
+        done: Sequence[int],
+        t_now: Any,
+        due_params: Sequence[Any],
+        shape: tuple[int, int],
+        limit: int,
+    ) -> list[Any]:
+        """Postgres without a concurrency gate: delete the finished jobs and
+        lock the next ones in one statement, outside any transaction (one
+        round trip and one commit per batch); rows of ``RESERVED_COLUMNS``."""
+        ids = list(done)
+        params = (worker, ids, t_now, worker, *due_params[:2], ids, *due_params[2:])
+        params += (limit,) * self.sql.limits(shape[0])
+        found = self._execute(self.sql.reserve_acking(*shape), params).fetchall()
+        self._count_acked(worker, len(ids), found[0][0] if found else 0)
+        return [row[1:] for row in found if row[1] is not None]
 
     def _lock(
         self, worker: str, t_now: Any, ids: Sequence[int], *, slim: bool = False
@@ -317,15 +338,18 @@ class Store:
         deleted = 0
         for part in _chunks(ids):
             deleted += self._execute(self.sql.ack(len(part)), (worker, *part)).rowcount
-        if deleted != len(ids):
+        self._count_acked(worker, len(ids), deleted)
+        return deleted
+
+    def _count_acked(self, worker: str, finished: int, deleted: int) -> None:
+        if deleted != finished:
             log.warning(
                 "%d finished job(s) were no longer locked by %s (lease lost); "
                 "another worker may have run them again",
-                len(ids) - deleted,
+                finished - deleted,
                 worker,
                 extra={"action": "lease_lost"},
             )
-        return deleted
 
     def ack(self, worker: str, ids: Sequence[int]) -> int:
         """Delete finished jobs that ``worker`` still holds; return how many."""
