@@ -281,12 +281,17 @@ class Store:
     ) -> list[Any]:
         """Postgres without a concurrency gate: delete the finished jobs and
         lock the next ones in one statement, outside any transaction (one
-        round trip and one commit per batch); rows of ``RESERVED_COLUMNS``."""
-        ids = list(done)
+        round trip and one commit per batch); rows of ``RESERVED_COLUMNS``.
+
+        The ids travel as one array literal: the server parses ``'{1,2}'``
+        in one step, where ``ARRAY[1, 2]`` (a driver's list) is an expression
+        per element that the planner transforms one by one (with a batch of
+        128 that doubled the time to plan the statement)."""
+        ids = "{" + ",".join(str(int(i)) for i in done) + "}"
         params = (worker, ids, t_now, worker, *due_params[:2], ids, *due_params[2:])
         params += (limit,) * self.sql.limits(shape[0])
         found = self._execute(self.sql.reserve_acking(*shape), params).fetchall()
-        self._count_acked(worker, len(ids), found[0][0] if found else 0)
+        self._count_acked(worker, len(done), found[0][0] if found else 0)
         return [row[1:] for row in found if row[1] is not None]
 
     def _lock(
