@@ -251,10 +251,10 @@ class Store:
             return self._lock(worker, t_now, [r[0] for r in found], slim=True)
 
         def go() -> tuple[list[Any], list[Any]]:
+            if not done and self.dialect.returning and limited is None:
+                return [], take(limit)  # (the pickup after a NOTIFY: a simpler statement)
             if self.dialect is POSTGRES and limited is None:
                 return [], self._ack_and_take(worker, done, t_now, due_params, shape, limit)
-            if not done and self.dialect.returning and limited is None:
-                return [], take(limit)
             if limited is not None and self.dialect is MYSQL:
                 self._read_committed()  # before the transaction begins
             with self.connection.transaction():
