@@ -383,10 +383,12 @@ def batched_listener(url: str, stop: Callable[[], bool]) -> None:
     name = f"listener-{os.getpid()}"
     loads, functions = json.loads, BATCHED_FUNCTIONS
     done: list[int] = []
+    look = True  # jobs may have come before the LISTEN
     try:
         while not stop():
-            if not conn.notifies and not select.select([conn], [], [], 0.25)[0]:
+            if not look and not conn.notifies and not select.select([conn], [], [], 0.25)[0]:
                 continue
+            look = False
             conn.poll()
             conn.notifies.clear()
             while True:
