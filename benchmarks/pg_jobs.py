@@ -17,7 +17,8 @@ The three contenders, each with its documented, default way of working:
 - batched: issue 14's batched floor in bare psycopg2 (no framework): one
   autocommit statement deletes the batch finished last and locks the next
   128 due rows (``batched_worker``), then each payload is ``json.loads``'ed
-  and its function called.
+  and its function called. Its latency floor is a bare LISTEN loop doing the
+  same after each NOTIFY (``batched_listener``).
 """
 
 from __future__ import annotations
@@ -294,6 +295,12 @@ BATCHED_SCHEMA = (
     "locked_at timestamptz, locked_by text, payload text NOT NULL)",
     "CREATE INDEX IF NOT EXISTS bjobs_ready ON bjobs (priority, run_at, id) "
     "WHERE locked_at IS NULL",
+    # What the bare LISTEN loop (``batched_listener``) waits for, the way
+    # tinydj's trigger does it: one NOTIFY per inserting statement.
+    "CREATE OR REPLACE FUNCTION bjobs_notify() RETURNS trigger LANGUAGE plpgsql AS "
+    "$$ BEGIN PERFORM pg_notify('bjobs', ''); RETURN NULL; END $$",
+    "CREATE OR REPLACE TRIGGER bjobs_notify AFTER INSERT ON bjobs "
+    "FOR EACH STATEMENT EXECUTE FUNCTION bjobs_notify()",
 )
 #: One round trip per batch: delete the finished ids, lock and return the next.
 BATCHED_STEP = """
@@ -309,7 +316,10 @@ def _batched_noop(*args: Any) -> None:
     pass
 
 
-BATCHED_FUNCTIONS = {"bench_jobs:noop": _batched_noop}
+BATCHED_FUNCTIONS: dict[str, Callable[..., None]] = {
+    "bench_jobs:noop": _batched_noop,
+    "probe": udp_send,
+}
 
 
 def batched_backlog(url: str, n: int, batch: int = 1000) -> None:
@@ -348,6 +358,49 @@ def batched_worker(url: str, ready: Callable[[], None], options: dict[str, Any])
                 job = loads(payload)
                 functions[job["f"]](*job["args"])
                 done.append(job_id)
+    finally:
+        conn.close()
+
+
+def batched_probe(cur: Any, t0: float, port: int) -> None:
+    """Enqueue one probe for ``batched_listener``: a bare INSERT (autocommit)."""
+    payload = json.dumps({"f": "probe", "args": [t0, port]})
+    cur.execute("INSERT INTO bjobs (payload) VALUES (%s)", (payload,))
+
+
+def batched_listener(url: str, stop: Callable[[], bool]) -> None:
+    """The bare LISTEN loop of the latency floor: one connection LISTENs, and
+    after each NOTIFY runs ``BATCHED_STEP`` until a batch comes back empty."""
+    import os
+    import select
+
+    import psycopg2
+
+    conn = psycopg2.connect(url)
+    conn.autocommit = True
+    cur = conn.cursor()
+    cur.execute("LISTEN bjobs")
+    name = f"listener-{os.getpid()}"
+    loads, functions = json.loads, BATCHED_FUNCTIONS
+    done: list[int] = []
+    look = True  # jobs may have come before the LISTEN
+    try:
+        while not stop():
+            if not look and not conn.notifies and not select.select([conn], [], [], 0.25)[0]:
+                continue
+            look = False
+            conn.poll()
+            conn.notifies.clear()
+            while True:
+                cur.execute(BATCHED_STEP, (done, name))
+                rows = cur.fetchall()
+                if not rows:
+                    break
+                done = []
+                for job_id, payload in rows:
+                    job = loads(payload)
+                    functions[job["f"]](*job["args"])
+                    done.append(job_id)
     finally:
         conn.close()
 

@@ -35,6 +35,7 @@ from proc_helpers import Processes, read_lines, run_exactly_once, wait_until
 import tinydj
 from tinydj.config import open_database
 from tinydj.schedule import parse_every, to_naive_utc, utcnow
+from tinydj.sql import POSTGRES
 from tinydj.store import Store
 
 _SEQ = iter(range(1, 1_000_000))
@@ -384,11 +385,18 @@ def _reserve_statement(
     store: Store, limit: int, queues: tuple[str, ...] = ()
 ) -> tuple[str, tuple[Any, ...]]:
     """The statement ``Store.reserve`` runs on a returning dialect, built the same
-    way, with its parameters: (sql, params)."""
+    way, with its parameters: (sql, params). (On Postgres the one that also
+    deletes finished jobs: three of them, not due.)"""
     now = now_utc()
     t_now = store._t(now)
-    due_params = (t_now, store._t(now - timedelta(seconds=30)), *queues)
+    expired = store._t(now - timedelta(seconds=30))
     limits = (limit,) * store.sql.limits(len(queues))
+    if store.dialect is POSTGRES:
+        done = [-1, -2, -3]
+        sql = store.sql.reserve_acking(len(queues))
+        worker = "explain-worker"
+        return sql, (worker, done, t_now, worker, t_now, expired, done, *queues, *limits)
+    due_params = (t_now, expired, *queues)
     return store.sql.reserve(len(queues)), (t_now, "explain-worker", *due_params, *limits)
 
 
@@ -398,10 +406,12 @@ def _plan_nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
         yield from _plan_nodes(child)
 
 
-def _pg_explain(db: peewee.Database, store: Store, limit: int) -> tuple[dict[str, Any], str]:
+def _pg_explain(
+    db: peewee.Database, store: Store, limit: int, queues: tuple[str, ...] = ()
+) -> tuple[dict[str, Any], str]:
     """EXPLAIN (ANALYZE, BUFFERS) the reserve statement in a rolled-back
     transaction: (the JSON plan, the text plan)."""
-    sql, params = _reserve_statement(store, limit)
+    sql, params = _reserve_statement(store, limit, queues)
     # Executed again with no parameters: a literal "%" must be doubled then.
     literal = db.cursor().mogrify(sql, params).decode().replace("%", "%%")
     with db.atomic() as tx:
@@ -534,6 +544,30 @@ def test_postgres_reserve_is_an_index_seek_behind_future_rows_of_higher_priority
     assert _blocks(scan) <= 50 and found <= base + 30, (
         f"finding a due row read {found} blocks behind 200,000 future rows of higher "
         f"priority, {base} without them:\n{text}"
+    )
+
+
+@pytest.mark.postgres
+@pytest.mark.timeout(60)
+def test_postgres_reserve_of_one_queue_seeks_among_future_rows(live_pg: tinydj.Config) -> None:
+    """A worker of one queue walks ``(queue, priority, run_at, id)``: without a
+    seek per priority it would read all the queue's future rows (of its
+    priority when nothing is due, of higher ones before the due rows)."""
+    db, store = live_pg.database, live_pg.store
+    _pg_fill(db, 100, priority=0, due=True)
+    db.execute_sql("ANALYZE delayed_jobs")
+    base_plan, _ = _pg_explain(db, store, 10, ("default",))
+    _pg_fill(db, 100_000, priority=0, due=False)
+    _pg_fill(db, 100_000, priority=-10, due=False)
+    db.execute_sql("ANALYZE delayed_jobs")
+    plan, text = _pg_explain(db, store, 10, ("default",))
+    nodes = list(_plan_nodes(plan))
+    assert not [n for n in nodes if n["Node Type"] == "Seq Scan"], text
+    assert not [n for n in nodes if "Sort" in n["Node Type"]], f"the reserve sorts:\n{text}"
+    found, base = _blocks(_finding(plan)), _blocks(_finding(base_plan))
+    assert found <= base + 30, (
+        f"finding 10 due rows of one queue read {found} blocks among 200,000 future rows, "
+        f"{base} without them:\n{text}"
     )
 
 

@@ -108,6 +108,35 @@ def test_reserve_acknowledges_done_jobs_in_the_same_call(store: Store) -> None:
     assert taken.id == b.id and store.get(a.id) is None
 
 
+def test_reserve_acknowledges_done_jobs_when_nothing_is_due(store: Store) -> None:
+    a, b = store.insert([_new("a"), _new("b")], NOW)
+    _reserve(store, "w")
+    assert _reserve(store, "w", done=[a.id, b.id]) == []
+    assert store.select() == []
+
+
+def test_a_done_job_whose_lease_expired_is_deleted_not_taken_again(store: Store) -> None:
+    (a,) = store.insert([_new("a")], NOW)
+    _reserve(store, "w")
+    later = NOW + LEASE + timedelta(seconds=1)  # a's lease expired meanwhile
+    assert store.reserve("w", later, later - LEASE, done=[a.id]) == []
+    assert store.get(a.id) is None
+
+
+def test_reserve_warns_of_done_jobs_it_no_longer_held(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    a, b, c = store.insert([_new("a"), _new("b"), _new("c", at=timedelta(seconds=1))], NOW)
+    _reserve(store, "w", limit=2)
+    later = NOW + LEASE + timedelta(seconds=2)
+    assert [j.id for j in store.reserve("thief", later, later - LEASE, limit=1)] == [a.id]
+    taken = store.reserve("w", later, later - LEASE, done=[a.id, b.id], limit=1)
+    assert [j.id for j in taken] == [c.id]
+    assert store.get(a.id) is not None and store.get(b.id) is None
+    lost = [r for r in caplog.records if getattr(r, "action", None) == "lease_lost"]
+    assert len(lost) == 1 and lost[0].getMessage().startswith("1 finished job(s)")
+
+
 def test_upsert_inserts_then_updates_by_key(store: Store) -> None:
     first = NewJob("tinydj: 1\nfunction: m:tick\n", "q", 0, NOW + timedelta(hours=1), "k", "1h")
     row = store.upsert(first, NOW, NOW + timedelta(hours=1))

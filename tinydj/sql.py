@@ -322,7 +322,7 @@ class Statements:
 
     def limits(self, queues: int) -> int:
         """How many times ``reserve`` takes its limit (at the end of its parameters)."""
-        return 2 if self.dialect is POSTGRES and not queues else 1
+        return 2 if self.dialect is POSTGRES and queues <= 1 else 1
 
     def reserve(self, queues: int, excluded: int = 0) -> str:
         """Lock the due jobs and return them, ``RESERVED_COLUMNS`` (returning
@@ -335,12 +335,38 @@ class Statements:
                     f"{self._lock_prefix()}({_due_in_one_queue(excluded)}) RETURNING {self._slim}"
                 )
             if self.limits(queues) == 2:
-                chosen = _due_per_priority(excluded)
+                chosen = _due_per_priority(excluded, one_queue=queues == 1)
             else:
                 chosen = _due(queues, self.dialect.skip_locked, excluded)
             return f"{self._lock_prefix()}({chosen}) RETURNING {self._slim}"
 
         return self._cached(("reserve", queues, excluded), build)
+
+    def reserve_acking(self, queues: int, excluded: int = 0) -> str:
+        """``reserve`` and the ack of the finished jobs in one statement
+        (Postgres, no transaction of its own needed): (worker, done ids, now,
+        worker, now, expired_before, done ids, *queues, *excluded, limit),
+        the limit given ``limits(queues)`` times. Its rows are (how many
+        finished jobs were deleted, *``RESERVED_COLUMNS``); it returns one row
+        of NULLs after the count when it locked nothing.
+
+        The sub-statements of one statement run on one snapshot, in no set
+        order: a finished job whose lease expired would be both deleted and
+        taken again, so the finished ids are never taken (``_DUE_NOT_DONE``)."""
+
+        def build() -> str:
+            if self.limits(queues) == 2:
+                chosen = _due_per_priority(excluded, _DUE_NOT_DONE, one_queue=queues == 1)
+            else:
+                chosen = _due(queues, self.dialect.skip_locked, excluded, _DUE_NOT_DONE)
+            return (
+                f"WITH done AS (DELETE FROM {TABLE} WHERE locked_by = ? AND id = ANY(?::bigint[]) "
+                f"RETURNING 1), picked AS ({self._lock_prefix()}({chosen}) "
+                f"RETURNING {self._slim}) SELECT (SELECT count(*) FROM done), picked.* "
+                "FROM (VALUES (0)) AS one LEFT JOIN picked ON true"
+            )
+
+        return self._cached(("reserve_acking", queues, excluded), build)
 
     def lock_ids(self, n: int) -> str:
         """Lock ``n`` jobs by id (MySQL's second step): (now, worker, *ids)."""
@@ -423,9 +449,14 @@ def _select_list(d: Dialect, columns: tuple[str, ...]) -> str:
 _READY = "failed_at IS NULL AND concurrency_key IS NULL"
 #: A job is due when nobody holds it, or its holder's lease expired.
 _DUE = "run_at <= ? AND (locked_at IS NULL OR locked_at < ?)"
+#: The same, leaving out the ids of an array (finished jobs deleted in the
+#: same statement): (now, expired_before, ids).
+_DUE_NOT_DONE = "run_at <= ? AND (locked_at IS NULL OR (locked_at < ? AND id <> ALL(?::bigint[])))"
 
 
-def _due(queues: int, skip_locked: str, excluded: int = 0, *, one_priority: bool = False) -> str:
+def _due(
+    queues: int, skip_locked: str, excluded: int = 0, due: str = _DUE, *, one_priority: bool = False
+) -> str:
     queue_clause = f" AND queue IN {_in_list(queues)}" if queues else ""
     if excluded:  # paused queues
         queue_clause += f" AND queue NOT IN {_in_list(excluded)}"
@@ -435,7 +466,7 @@ def _due(queues: int, skip_locked: str, excluded: int = 0, *, one_priority: bool
         order = "run_at, id"
         table += f" FORCE INDEX ({TABLE}_{'queue_ready' if queues else 'ready'})"
     return (
-        f"SELECT id FROM {table} WHERE {_READY} AND {_DUE}{queue_clause} "
+        f"SELECT id FROM {table} WHERE {_READY} AND {due}{queue_clause} "
         f"ORDER BY {order} LIMIT ?{skip_locked}"
     )
 
@@ -447,7 +478,7 @@ def _due(queues: int, skip_locked: str, excluded: int = 0, *, one_priority: bool
 _VISIT = " AND (locked_at IS NULL OR locked_at IS NOT NULL)"
 
 
-def _due_per_priority(excluded: int) -> str:
+def _due_per_priority(excluded: int, due: str = _DUE, *, one_queue: bool = False) -> str:
     """``_due`` for Postgres, which has no skip scan (before 18): a walk of
     ``(priority, run_at, id)`` from its start would read every future row of a
     higher priority before the first due one. Instead a recursive CTE seeks
@@ -458,8 +489,12 @@ def _due_per_priority(excluded: int) -> str:
     rows returned are locked, and a row skipped is replaced by the next one
     (as with ``ORDER BY ... LIMIT ... SKIP LOCKED``). (An outer ORDER BY
     would sort after running every priority's seek, locking rows it drops.)
-    Parameters: (now, expired_before, *excluded, limit, limit)."""
-    paused = f" AND queue NOT IN {_in_list(excluded)}" if excluded else ""
+    ``one_queue``: the seeks are of ``(queue, priority, run_at, id)`` for one
+    queue (the priorities still those of every ready row: a priority
+    without jobs of the queue costs one empty seek).
+    Parameters: (now, expired_before, [queue,] *excluded, limit, limit)."""
+    paused = " AND queue = ?" if one_queue else ""
+    paused += f" AND queue NOT IN {_in_list(excluded)}" if excluded else ""
     return (
         "WITH RECURSIVE p (priority) AS ("
         f"(SELECT priority FROM {TABLE} WHERE {_READY}{_VISIT} ORDER BY priority LIMIT 1) "
@@ -468,7 +503,7 @@ def _due_per_priority(excluded: int) -> str:
         "ORDER BY d.priority LIMIT 1) "
         "FROM p WHERE p.priority IS NOT NULL) "
         f"SELECT j.id FROM p CROSS JOIN LATERAL (SELECT id FROM {TABLE} WHERE {_READY} "
-        f"AND priority = p.priority AND {_DUE}{paused} "
+        f"AND priority = p.priority AND {due}{paused} "
         "ORDER BY run_at, id LIMIT ? FOR UPDATE SKIP LOCKED) j LIMIT ?"
     )
 

@@ -251,7 +251,9 @@ class Store:
 
         def go() -> tuple[list[Any], list[Any]]:
             if not done and self.dialect.returning and limited is None:
-                return [], take(limit)
+                return [], take(limit)  # (the pickup after a NOTIFY: a simpler statement)
+            if self.dialect is POSTGRES and limited is None:
+                return [], self._ack_and_take(worker, done, t_now, due_params, shape, limit)
             if limited is not None and self.dialect is MYSQL:
                 self._read_committed()  # before the transaction begins
             with self.connection.transaction():
@@ -292,6 +294,30 @@ class Store:
         sql = self.sql.next_priority(True, bool(tail))
         found = [self._execute(sql, (q, *tail)).fetchone()[0] for q in queues]
         return min((int(p) for p in found if p is not None), default=None)
+
+    def _ack_and_take(
+        self,
+        worker: str,
+        done: Sequence[int],
+        t_now: Any,
+        due_params: Sequence[Any],
+        shape: tuple[int, int],
+        limit: int,
+    ) -> list[Any]:
+        """Postgres without a concurrency gate: delete the finished jobs and
+        lock the next ones in one statement, outside any transaction (one
+        round trip and one commit per batch); rows of ``RESERVED_COLUMNS``.
+
+        The ids travel as one array literal: the server parses ``'{1,2}'``
+        in one step, where ``ARRAY[1, 2]`` (a driver's list) is an expression
+        per element that the planner transforms one by one (with a batch of
+        128 that doubled the time to plan the statement)."""
+        ids = "{" + ",".join(str(int(i)) for i in done) + "}"
+        params = (worker, ids, t_now, worker, *due_params[:2], ids, *due_params[2:])
+        params += (limit,) * self.sql.limits(shape[0])
+        found = self._execute(self.sql.reserve_acking(*shape), params).fetchall()
+        self._count_acked(worker, len(done), found[0][0] if found else 0)
+        return [row[1:] for row in found if row[1] is not None]
 
     def _lock(
         self, worker: str, t_now: Any, ids: Sequence[int], *, slim: bool = False
@@ -342,15 +368,18 @@ class Store:
         deleted = 0
         for part in _chunks(ids):
             deleted += self._execute(self.sql.ack(len(part)), (worker, *part)).rowcount
-        if deleted != len(ids):
+        self._count_acked(worker, len(ids), deleted)
+        return deleted
+
+    def _count_acked(self, worker: str, finished: int, deleted: int) -> None:
+        if deleted != finished:
             log.warning(
                 "%d finished job(s) were no longer locked by %s (lease lost); "
                 "another worker may have run them again",
-                len(ids) - deleted,
+                finished - deleted,
                 worker,
                 extra={"action": "lease_lost"},
             )
-        return deleted
 
     def ack(self, worker: str, ids: Sequence[int]) -> int:
         """Delete finished jobs that ``worker`` still holds; return how many."""
