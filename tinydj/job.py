@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, fields
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 __all__ = ["COLUMNS", "RESERVED_COLUMNS", "Job", "NewJob", "assemble"]
 
@@ -107,9 +107,8 @@ class Job:
         return match.group(1) if match else f"job {self.id}"
 
 
-@dataclass(frozen=True, slots=True)
-class NewJob:
-    """A row about to be inserted."""
+class NewJob(NamedTuple):
+    """A row about to be inserted (a tuple: cheap to make by the thousand)."""
 
     handler: str
     queue: str
@@ -135,26 +134,30 @@ class NewJob:
         )
 
     def inserted(self, job_id: int, now: datetime) -> Job:
-        """The ``Job`` of this row once inserted with ``job_id``."""
-        return Job(
-            job_id,
-            self.priority,
-            0,
-            self.handler,
-            None,
-            self.run_at,
-            None,
-            None,
-            None,
-            self.reoccur_in,
-            None,
-            now,
-            now,
-            self.queue,
-            self.key,
-            0,
-            self.concurrency_key,
-        )
+        """The ``Job`` of this row once inserted with ``job_id``.
+
+        Built slot by slot (``assemble``'s way, unrolled): half the
+        instructions of ``Job(...)``, for the thousands a bulk insert returns.
+        """
+        job = _new(Job)
+        _id(job, job_id)
+        _priority(job, self.priority)
+        _attempts(job, 0)
+        _handler(job, self.handler)
+        _last_error(job, None)
+        _run_at(job, self.run_at)
+        _locked_at(job, None)
+        _locked_by(job, None)
+        _failed_at(job, None)
+        _reoccur_in(job, self.reoccur_in)
+        _last_run_at(job, None)
+        _created_at(job, now)
+        _updated_at(job, now)
+        _queue(job, self.queue)
+        _key(job, self.key)
+        _interruptions(job, 0)
+        _concurrency_key(job, self.concurrency_key)
+        return job
 
 
 _DATETIME_POSITIONS = tuple(
@@ -175,3 +178,28 @@ def assemble(*values: Any) -> Job:
     for setter, value in zip(_SETTERS, values, strict=True):
         setter(job, value)
     return job
+
+
+# The slot setters ``NewJob.inserted`` calls, in the order of Job's fields.
+if tuple(f.name for f in fields(Job)) != COLUMNS:  # pragma: no cover
+    raise ImportError("NewJob.inserted sets Job's fields in COLUMNS order")
+_new = object.__new__
+(
+    _id,
+    _priority,
+    _attempts,
+    _handler,
+    _last_error,
+    _run_at,
+    _locked_at,
+    _locked_by,
+    _failed_at,
+    _reoccur_in,
+    _last_run_at,
+    _created_at,
+    _updated_at,
+    _queue,
+    _key,
+    _interruptions,
+    _concurrency_key,
+) = _SETTERS
