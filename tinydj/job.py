@@ -133,31 +133,43 @@ class NewJob(NamedTuple):
             self.concurrency_key,
         )
 
-    def inserted(self, job_id: int, now: datetime) -> Job:
-        """The ``Job`` of this row once inserted with ``job_id``.
+    @classmethod
+    def many(cls, handlers: list[str], queue: str, priority: int, run_at: datetime) -> list[NewJob]:
+        """Rows that differ only in their handler (a bulk enqueue)."""
+        new = tuple.__new__
+        return [new(cls, (h, queue, priority, run_at, None, None, None)) for h in handlers]
 
-        Built slot by slot (``assemble``'s way, unrolled): half the
-        instructions of ``Job(...)``, for the thousands a bulk insert returns.
-        """
-        job = _new(Job)
-        _id(job, job_id)
-        _priority(job, self.priority)
-        _attempts(job, 0)
-        _handler(job, self.handler)
-        _last_error(job, None)
-        _run_at(job, self.run_at)
-        _locked_at(job, None)
-        _locked_by(job, None)
-        _failed_at(job, None)
-        _reoccur_in(job, self.reoccur_in)
-        _last_run_at(job, None)
-        _created_at(job, now)
-        _updated_at(job, now)
-        _queue(job, self.queue)
-        _key(job, self.key)
-        _interruptions(job, 0)
-        _concurrency_key(job, self.concurrency_key)
-        return job
+    def inserted(self, job_id: int, now: datetime) -> Job:
+        """The ``Job`` of this row once inserted with ``job_id``."""
+        job: Any = _Draft()
+        job.id = job_id
+        job.priority = self.priority
+        job.attempts = 0
+        job.handler = self.handler
+        job.last_error = None
+        job.run_at = self.run_at
+        job.locked_at = None
+        job.locked_by = None
+        job.failed_at = None
+        job.reoccur_in = self.reoccur_in
+        job.last_run_at = None
+        job.created_at = now
+        job.updated_at = now
+        job.queue = self.queue
+        job.key = self.key
+        job.interruptions = 0
+        job.concurrency_key = self.concurrency_key
+        job.__class__ = Job
+        return job  # type: ignore[no-any-return]
+
+
+class _Draft:
+    """A ``Job`` under construction: Job's slots without its frozen
+    ``__setattr__``. ``NewJob.inserted`` fills one, then makes it a Job by
+    assigning its class (the layouts are the same): a third of the time of
+    ``Job(...)``, whose every field goes through ``object.__setattr__``."""
+
+    __slots__ = tuple(f.name for f in fields(Job))
 
 
 _DATETIME_POSITIONS = tuple(
@@ -178,28 +190,3 @@ def assemble(*values: Any) -> Job:
     for setter, value in zip(_SETTERS, values, strict=True):
         setter(job, value)
     return job
-
-
-# The slot setters ``NewJob.inserted`` calls, in the order of Job's fields.
-if tuple(f.name for f in fields(Job)) != COLUMNS:  # pragma: no cover
-    raise ImportError("NewJob.inserted sets Job's fields in COLUMNS order")
-_new = object.__new__
-(
-    _id,
-    _priority,
-    _attempts,
-    _handler,
-    _last_error,
-    _run_at,
-    _locked_at,
-    _locked_by,
-    _failed_at,
-    _reoccur_in,
-    _last_run_at,
-    _created_at,
-    _updated_at,
-    _queue,
-    _key,
-    _interruptions,
-    _concurrency_key,
-) = _SETTERS

@@ -37,6 +37,7 @@ import base64
 import functools
 import importlib
 import inspect
+import itertools
 import json
 import json.scanner
 import math
@@ -457,27 +458,31 @@ class _Lane:
     def __init__(self, head: str, tail: str) -> None:
         self.head, self.tail = head, tail
 
-    def text(self, args: Any, kwargs: Any) -> str | None:
-        """The handler of one call, or None (not plain data: the YAML path)."""
-        if args:
-            if not _plain_values(args):
+    def positional(self, args: Sequence[Any]) -> str | None:
+        """The handler of a call with these arguments (a tuple or a list), or
+        None (not plain data: the YAML path)."""
+        if not args:
+            return self.head + self.tail
+        for value in args:  # _plain_values, inline: the bulk path calls this per job
+            kind = type(value)
+            if not (kind is int or (kind is str and value.isprintable()) or _json_safe(value, 1)):
                 return None
-            try:
-                line = f"args: {_encode_fast(args)}\n"  # a tuple as a list
-            except ValueError:  # an int too long for str(): the YAML path says so
-                return None
-            if not kwargs:
-                return self.head + line + self.tail
-        else:
-            line = ""
-        if kwargs:
-            if not _plain_kwargs(kwargs):
-                return None
-            try:
-                line += f"kwargs: {_encode_fast(kwargs)}\n"
-            except ValueError:
-                return None
-        return self.head + line + self.tail
+        try:
+            return f"{self.head}args: {_encode_fast(args)}\n{self.tail}"  # a tuple as a list
+        except ValueError:  # an int too long for str(): the YAML path says so
+            return None
+
+    def text(self, args: Sequence[Any], kwargs: dict[str, Any] | None) -> str | None:
+        """The handler of ``fn(*args, **kwargs)``, or None (the YAML path)."""
+        if not kwargs:
+            return self.positional(args)
+        if (args and not _plain_values(args)) or not _plain_kwargs(kwargs):
+            return None
+        try:
+            line = f"args: {_encode_fast(args)}\n" if args else ""
+            return f"{self.head}{line}kwargs: {_encode_fast(kwargs)}\n{self.tail}"
+        except ValueError:
+            return None
 
 
 @functools.lru_cache(maxsize=1024, typed=True)  # timeout 1 and 1.0 differ
@@ -653,16 +658,27 @@ class CallWriter:
             timeout=self.timeout,
         )
 
-    def dump_many(self, calls: list[tuple[tuple[Any, ...], dict[str, Any]]]) -> list[str]:
-        """The handlers of many calls, in order."""
+    def dump_many(self, calls: Sequence[Sequence[Any] | dict[str, Any]]) -> list[str]:
+        """The handlers of many calls, in order; each an args tuple (or list)
+        or a kwargs dict."""
         lane = self._lane
-        if lane is None:
-            return [self.dump(args, kwargs) for args, kwargs in calls]
-        text = lane.text
-        out = [text(args, kwargs) for args, kwargs in calls]
-        if None in out:
-            out = [t if t is not None else self.dump(*c) for t, c in zip(out, calls, strict=True)]
+        out: list[str | None] = []
+        if lane is not None:
+            positional, text = lane.positional, lane.text
+            out = [
+                positional(c) if type(c) is tuple else text((), c) if type(c) is dict else None
+                for c in calls
+            ]
+        if lane is None or None in out:
+            out = [
+                t if t is not None else self.dump(*_args_kwargs(c))
+                for t, c in itertools.zip_longest(out, calls)
+            ]
         return out  # type: ignore[return-value]
+
+
+def _args_kwargs(call: Sequence[Any] | dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    return ((), dict(call)) if isinstance(call, dict) else (tuple(call), {})
 
 
 def dump_calls(
@@ -673,10 +689,10 @@ def dump_calls(
     max_attempts: int | None = None,
     timeout: float | None = None,
 ) -> list[str]:
-    """Handlers for many calls of one function (the bulk enqueue path): the
-    same text ``dump_call`` writes for each, with the function resolved once."""
+    """Handlers for many ``(args, kwargs)`` calls of one function: the text
+    ``dump_call`` writes for each, with the function resolved once."""
     writer = CallWriter(fn, allow_pickle=allow_pickle, max_attempts=max_attempts, timeout=timeout)
-    return writer.dump_many(calls)
+    return [writer.dump(args, kwargs) for args, kwargs in calls]
 
 
 def _dumper(allow_pickle: bool) -> type:

@@ -256,15 +256,12 @@ class Task(Generic[P, R]):
                 else self._send(None, tuple(c), {})
                 for c in calls
             ]
-        pairs = [
-            ((), dict(call)) if isinstance(call, dict) else (tuple(call), {}) for call in calls
-        ]
-        handlers = self._writer(config).dump_many(pairs)
+        handlers = self._writer(config).dump_many(calls)
         queue, priority = self.options.queue, self.options.priority
         if config.immediate:  # every call was stored and checked before the first runs
             return [immediate.run(config, h, queue, priority, None) for h in handlers]
         now = _now(config)
-        return config.store.insert([NewJob(h, queue, priority, now) for h in handlers], now)
+        return config.store.insert(NewJob.many(handlers, queue, priority, now), now)
 
 
 @overload
