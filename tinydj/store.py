@@ -160,9 +160,11 @@ class Store:
             and first.concurrency_key is None
             and all(map(shape.__eq__, map(_SHAPE, jobs)))
         ):  # one call's bulk: only the handlers differ
-            run_at = t if first.run_at is now else self._t(first.run_at)
+            shared = (first.priority, t if first.run_at is now else self._t(first.run_at))
+            if self.dialect is POSTGRES and len(jobs) <= ARRAY_ROWS:  # one statement
+                return self._insert_batch((*shared, first.queue, t), jobs)
             with self.connection.transaction():
-                return self._insert_batch((first.priority, run_at, first.queue, t), jobs)
+                return self._insert_batch((*shared, first.queue, t), jobs)
         params = [j.params(t, t if j.run_at is now else self._t(j.run_at)) for j in jobs]
         with self.connection.transaction():
             if self.dialect.text_times:
