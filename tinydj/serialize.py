@@ -425,6 +425,8 @@ def _encoder() -> Callable[[Any], str]:
 
 
 _encode_fast = _encoder()
+#: What ``_encode`` writes for a string.
+_encode_str: Callable[[str], str] = json.encoder.encode_basestring
 
 
 def _plain_values(values: Any) -> bool:
@@ -463,14 +465,23 @@ class _Lane:
         None (not plain data: the YAML path)."""
         if not args:
             return self.head + self.tail
-        for value in args:  # _plain_values, inline: the bulk path calls this per job
-            kind = type(value)
-            if not (kind is int or (kind is str and value.isprintable()) or _json_safe(value, 1)):
-                return None
+        # What encoding the list writes, item by item: ints and strings (most
+        # arguments) without the encoder's call.
+        items = []
         try:
-            return f"{self.head}args: {_encode_fast(args)}\n{self.tail}"  # a tuple as a list
+            for value in args:
+                kind = type(value)
+                if kind is int:
+                    items.append(str(value))
+                elif kind is str and value.isprintable():
+                    items.append(_encode_str(value))
+                elif _json_safe(value, 1):
+                    items.append(_encode_fast(value))
+                else:
+                    return None
         except ValueError:  # an int too long for str(): the YAML path says so
             return None
+        return f"{self.head}args: [{', '.join(items)}]\n{self.tail}"
 
     def text(self, args: Sequence[Any], kwargs: dict[str, Any] | None) -> str | None:
         """The handler of ``fn(*args, **kwargs)``, or None (the YAML path)."""
