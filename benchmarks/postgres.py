@@ -13,10 +13,13 @@ Measures (see benchmarks/POSTGRES.md):
 3. pickup latency with LISTEN/NOTIFY (every library's default), and
    tinydj's with polling only;
 4. cost flat as the table grows: tinydj draining due jobs, and the cost of an
-   idle poll, next to 10k, 100k and 1M rows scheduled for tomorrow.
+   idle poll, next to 10k, 100k and 1M rows scheduled for tomorrow;
+5. bulk enqueue: 20,000 jobs through each library's bulk API, 1,000 per call
+   (issue 14: tinydj against a bare multi-row INSERT, "batched").
 
 "batched" is issue 14's batched floor: the same work in bare psycopg2, one
-autocommit statement per 128 jobs (``pg_jobs.batched_worker``).
+autocommit statement per 128 jobs (``pg_jobs.batched_worker``); for the
+enqueue, one multi-row INSERT per 1,000 jobs.
 
 Everything runs in databases of its own (``--db-name``, default
 ``tinydj_bench``, and ``tinydj_bench_filled`` for the 1M rows) that are
@@ -62,7 +65,7 @@ from common import child_env, run_child  # noqa: E402
 LIBS = ("tinydj", "pgqueuer", "procrastinate", "batched")
 #: The queue libraries (the batched floor is not one: drains only).
 QUEUES = ("tinydj", "pgqueuer", "procrastinate")
-GROUPS = ("drain", "reserve", "latency", "flat")
+GROUPS = ("enqueue", "drain", "reserve", "latency", "flat")
 DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 #: Reference figures of issue 3 (pgqueuer on this 2-core machine).
 ISSUE_PGQUEUER = {1: 7_600, 4: 10_000}
@@ -281,6 +284,78 @@ def scn_drain(p: dict[str, Any]) -> dict[str, Any]:
         "shutdown_seconds": exited - took,
         "load1": load,
     }
+
+
+# -- bulk enqueue ---------------------------------------------------------------------
+
+
+def _enqueue_tinydj(url: str, n: int, batch: int) -> tuple[float, str]:
+    import bench_jobs
+
+    import tinydj
+
+    config = tinydj.configure(url)
+    bench_jobs.noop.send_later_many([(-1,), (-2,)])  # connection, schema check
+    started = time.perf_counter()
+    for k in range(0, n, batch):
+        bench_jobs.noop.send_later_many([(i,) for i in range(k, min(n, k + batch))])
+    took = time.perf_counter() - started
+    config.store.close()
+    return took, f"noop.send_later_many(batch of {batch} arg tuples)"
+
+
+def _enqueue_pgqueuer(url: str, n: int, batch: int) -> tuple[float, str]:
+    import pg_jobs
+
+    async def go() -> float:
+        conn, queries = await pg_jobs.pgqueuer_queries(url)
+        try:
+            await queries.enqueue(["noop"], [b'{"i": -1}'], [0])
+            started = time.perf_counter()
+            for k in range(0, n, batch):
+                m = min(n, k + batch) - k
+                payloads = [f'{{"i": {i}}}'.encode() for i in range(k, k + m)]
+                await queries.enqueue(["noop"] * m, payloads, [0] * m)
+            return time.perf_counter() - started
+        finally:
+            await conn.close()
+
+    return pgqueuer_run(go()), f"Queries.enqueue(lists of {batch})"
+
+
+def _enqueue_batched(url: str, n: int, batch: int) -> tuple[float, str]:
+    """The floor: a bare multi-row INSERT per batch (autocommit: one statement,
+    one transaction), payloads of the size of tinydj's handlers."""
+    import pg_jobs
+    from psycopg2.extras import execute_values
+
+    with pg_jobs.pg(url) as cur:
+        cur.execute("INSERT INTO bjobs (payload) VALUES ('warm-up')")
+        started = time.perf_counter()
+        for k in range(0, n, batch):
+            payloads = [
+                (f"tinydj: 1\nfunction: bench_jobs:noop\nargs: [{i}]\n",)
+                for i in range(k, min(n, k + batch))
+            ]
+            execute_values(cur, "INSERT INTO bjobs (payload) VALUES %s", payloads, page_size=batch)
+        return time.perf_counter() - started, f"execute_values, {batch} rows per statement"
+
+
+ENQUEUERS = {"tinydj": _enqueue_tinydj, "pgqueuer": _enqueue_pgqueuer, "batched": _enqueue_batched}
+
+
+def scn_enqueue(p: dict[str, Any]) -> dict[str, Any]:
+    """``n`` no-op jobs through each library's bulk API, ``batch`` per call
+    (each call its own transaction), into an emptied table."""
+    import pg_jobs
+
+    lib, url, n, batch = p["lib"], p["url"], p["n"], p["batch"]
+    pg_jobs.reset(url, lib)
+    pg_jobs.settle(url, lib)
+    load = load1()
+    took, method = ENQUEUERS[lib](url, n, batch)
+    pg_jobs.reset(url, lib)
+    return {"n": n, "seconds": took, "rate": n / took, "method": method, "load1": load}
 
 
 # -- reserve cost next to rows scheduled in the future ------------------------------
@@ -732,6 +807,7 @@ def scn_latency(p: dict[str, Any]) -> dict[str, Any]:
 SCENARIOS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "install": scn_install,
     "drain": scn_drain,
+    "enqueue": scn_enqueue,
     "reserve_fill": scn_reserve_fill,
     "reserve": scn_reserve,
     "latency": scn_latency,
@@ -795,6 +871,9 @@ def plan_sizes(args: argparse.Namespace) -> dict[str, Any]:
         # the full run under 10 minutes.
         "procrastinate_reps": 1,
         "drain_n": 3_000 if quick else 20_000,
+        "enqueue_n": 5_000 if quick else 20_000,
+        "enqueue_batch": 1_000,
+        "enqueue_reps": 3,
         "workers": [1, 2, 4, 8],
         "reserve_rows": 1_000_000,
         # pgqueuer's reserve figures are context only: skipped by --quick.
@@ -923,6 +1002,18 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
         if not runner.run("install", {"libs": libs}):
             raise SystemExit("could not install the libraries' schemas; see above")
 
+        if "enqueue" in groups:
+            print("enqueue ...", file=sys.stderr)
+            enqueues: dict[str, list[Any]] = {lib: [] for lib in libs if lib in ENQUEUERS}
+            for _ in range(sizes["enqueue_reps"]):  # interleaved
+                for lib in enqueues:
+                    params = {"lib": lib, "n": sizes["enqueue_n"], "batch": sizes["enqueue_batch"]}
+                    enqueues[lib].append(runner.run("enqueue", params))
+            res["enqueue"] = {
+                lib: {"rate": median_of(rs, "rate"), "runs": [r and r["rate"] for r in rs]}
+                for lib, rs in enqueues.items()
+            }
+
         if "drain" in groups:
             print("drain ...", file=sys.stderr)
             drains: dict[str, dict[str, list[Any]]] = {
@@ -1047,6 +1138,10 @@ def render(out: dict[str, Any]) -> str:
             )
         )
 
+    enqueue = res.get("enqueue") or {}
+    if enqueue:
+        label = f"bulk enqueue {s['enqueue_n']:,}, {s['enqueue_batch']:,} per call"
+        row(label, {lib: _get(enqueue, lib, "rate") for lib in LIBS}, _rate)
     drain = res.get("drain") or {}
     for w, per in drain.items():
         label = f"drain {s['drain_n']:,}, {w} worker process{'es' if w != '1' else ''}"
@@ -1187,6 +1282,13 @@ def expectations(out: dict[str, Any]) -> list[str]:
                 f"  [{' MET ' if ok else 'MISS '}] issue 14: drain with {w} worker(s) >= 40% of "
                 f"the batched floor: {t / b:.0%} ({t:,.0f} vs {b:,.0f}/s)"
             )
+    t, b = _get(res, "enqueue", "tinydj", "rate"), _get(res, "enqueue", "batched", "rate")
+    if t and b:
+        ok = t >= 0.8 * b
+        lines.append(
+            f"  [{' MET ' if ok else 'MISS '}] issue 14: bulk enqueue >= 80% of a bare multi-row "
+            f"INSERT: {t / b:.0%} ({t:,.0f} vs {b:,.0f}/s)"
+        )
     flat = [v for v in (res.get("flat") or {}).values() if v]
     if len(flat) > 1:
         lo, hi = flat[0], flat[-1]
@@ -1277,6 +1379,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--reps", type=int, help="repetitions of each drain (3; quick 1)")
     parser.add_argument("--drain-n", type=int, help="backlog drained (20,000; quick 3,000)")
+    parser.add_argument("--enqueue-n", type=int, help="jobs bulk-enqueued (20,000; quick 5,000)")
+    parser.add_argument("--enqueue-reps", type=int, help="repetitions of each enqueue run (3)")
     parser.add_argument(
         "--workers",
         type=lambda t: [int(x) for x in t.split(",")],

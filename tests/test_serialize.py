@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import collections
 import threading
 import uuid
 from datetime import UTC, date, datetime, timedelta
@@ -322,6 +323,32 @@ def test_bulk_handlers_are_the_single_handlers(options: dict[str, Any]) -> None:
         assert serialize.dump_calls(fn, pairs, **options) == [
             serialize.dump_call(fn, args, kwargs, **options) for args, kwargs in pairs
         ]
+
+
+def test_a_task_writes_each_call_as_dump_call_does() -> None:
+    calls: list[Any] = [
+        (1, "a"),
+        [2, "b"],
+        {"x": 1},
+        collections.OrderedDict(y=[1]),
+        (),
+        {},
+        ((1, 2),),
+        ("tab\tand\nnewline",),
+        (sample_jobs.Report("r"),),
+        {"k": 10**30, "ü": 1.5},
+        (float("nan"),),
+    ]
+    for options in ({}, {"max_attempts": 3, "timeout": 2.5}):
+        writer = serialize.CallWriter(sample_jobs.record, **options)  # type: ignore[arg-type]
+        expected = [
+            serialize.dump_call(sample_jobs.record, (), dict(c), **options)  # type: ignore[arg-type]
+            if isinstance(c, dict)
+            else serialize.dump_call(sample_jobs.record, tuple(c), {}, **options)  # type: ignore[arg-type]
+            for c in calls
+        ]
+        assert writer.dump_many(calls) == expected
+        assert writer.path == "sample_jobs:record"
 
 
 def _nested(depth: int) -> list[Any]:

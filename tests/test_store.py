@@ -40,6 +40,39 @@ def test_insert_returns_jobs_with_their_ids(store: Store) -> None:
     assert store.insert([], NOW) == []
 
 
+@pytest.mark.parametrize("n", [2, 128, 300, 2001])
+def test_a_bulk_of_one_call_gets_each_row_its_id(store: Store, n: int) -> None:
+    # Rows that differ only in their handler go in multi-row statements
+    # (SQLite: 128 at a time, then powers of two; Postgres: an array).
+    rows = NewJob.many([f"tinydj: 1\nfunction: m:f{i}\n" for i in range(n)], "q", 3, NOW)
+    jobs = store.insert(rows, NOW)
+    assert [j.handler for j in jobs] == [r.handler for r in rows]
+    assert sorted(j.id for j in jobs) == [j.id for j in jobs]
+    stored = {j.id: j for j in store.select(queue="q")}
+    assert [stored[j.id] for j in jobs] == jobs
+
+
+def test_a_bulk_of_different_rows_keeps_each_row_as_given(store: Store) -> None:
+    rows = [_new("a"), _new("b", priority=2), _new("c", queue="other"), _new("d", at=LEASE)]
+    rows.append(NewJob("tinydj: 1\nfunction: m:e\n", "q", 0, NOW, key="k", reoccur_in="1h"))
+    jobs = store.insert(rows, NOW)
+    assert [(j.handler, j.queue, j.priority, j.run_at, j.key) for j in jobs] == [
+        (r.handler, r.queue, r.priority, r.run_at, r.key) for r in rows
+    ]
+    assert [store.get(j.id) for j in jobs] == jobs
+
+
+def test_a_new_job_is_the_job_its_row_reads_as() -> None:
+    new = NewJob("h", "q", 2, NOW, key="k", reoccur_in="1h", concurrency_key="c")
+    job = new.inserted(7, NOW + LEASE)
+    later = NOW + LEASE
+    assert type(job) is Job
+    assert job == Job(7, 2, 0, "h", None, NOW, None, None, None, "1h", None, later, later, "q",
+                      "k", 0, "c")  # fmt: skip
+    with pytest.raises(AttributeError):  # frozen, as every Job
+        job.id = 8  # type: ignore[misc]
+
+
 def test_reserve_takes_due_jobs_in_priority_run_at_id_order(store: Store) -> None:
     late = store.insert([_new("late", at=-timedelta(seconds=1))], NOW)[0]
     urgent = store.insert([_new("urgent", priority=-5)], NOW)[0]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, fields
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 __all__ = ["COLUMNS", "RESERVED_COLUMNS", "Job", "NewJob", "assemble"]
 
@@ -107,9 +107,8 @@ class Job:
         return match.group(1) if match else f"job {self.id}"
 
 
-@dataclass(frozen=True, slots=True)
-class NewJob:
-    """A row about to be inserted."""
+class NewJob(NamedTuple):
+    """A row about to be inserted (a tuple: cheap to make by the thousand)."""
 
     handler: str
     queue: str
@@ -134,27 +133,43 @@ class NewJob:
             self.concurrency_key,
         )
 
+    @classmethod
+    def many(cls, handlers: list[str], queue: str, priority: int, run_at: datetime) -> list[NewJob]:
+        """Rows that differ only in their handler (a bulk enqueue)."""
+        new = tuple.__new__
+        return [new(cls, (h, queue, priority, run_at, None, None, None)) for h in handlers]
+
     def inserted(self, job_id: int, now: datetime) -> Job:
         """The ``Job`` of this row once inserted with ``job_id``."""
-        return Job(
-            job_id,
-            self.priority,
-            0,
-            self.handler,
-            None,
-            self.run_at,
-            None,
-            None,
-            None,
-            self.reoccur_in,
-            None,
-            now,
-            now,
-            self.queue,
-            self.key,
-            0,
-            self.concurrency_key,
-        )
+        job: Any = _Draft()
+        job.id = job_id
+        job.priority = self.priority
+        job.attempts = 0
+        job.handler = self.handler
+        job.last_error = None
+        job.run_at = self.run_at
+        job.locked_at = None
+        job.locked_by = None
+        job.failed_at = None
+        job.reoccur_in = self.reoccur_in
+        job.last_run_at = None
+        job.created_at = now
+        job.updated_at = now
+        job.queue = self.queue
+        job.key = self.key
+        job.interruptions = 0
+        job.concurrency_key = self.concurrency_key
+        job.__class__ = Job
+        return job  # type: ignore[no-any-return]
+
+
+class _Draft:
+    """A ``Job`` under construction: Job's slots without its frozen
+    ``__setattr__``. ``NewJob.inserted`` fills one, then makes it a Job by
+    assigning its class (the layouts are the same): a third of the time of
+    ``Job(...)``, whose every field goes through ``object.__setattr__``."""
+
+    __slots__ = tuple(f.name for f in fields(Job))
 
 
 _DATETIME_POSITIONS = tuple(

@@ -37,6 +37,7 @@ import base64
 import functools
 import importlib
 import inspect
+import itertools
 import json
 import json.scanner
 import math
@@ -44,7 +45,7 @@ import re
 import sys
 import types
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -62,6 +63,7 @@ __all__ = [
     "FORMAT",
     "MAX_DEPTH",
     "Call",
+    "CallWriter",
     "dump_call",
     "dump_object",
     "identity",
@@ -408,30 +410,103 @@ _encode = json.JSONEncoder(ensure_ascii=False).encode
 _decode = json.JSONDecoder().decode
 
 
-def _fast_dump(
-    path: str, args: Any, kwargs: Any, max_attempts: int | None, timeout: float | None
-) -> str | None:
-    args = list(args)
-    if not (
-        _PLAIN_PATH.fullmatch(path)
-        and _json_safe(args)
-        and (not kwargs or _json_safe(kwargs))
-        and (timeout is None or _json_safe(timeout))
-    ):
+def _encoder() -> Callable[[Any], str]:
+    """``_encode`` with the encoder it builds per call built once (no circular
+    check: what reaches it passed ``_plain_values``, whose depth is bounded)."""
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:
+        return _encode
+    chunks = make(None, None, json.encoder.encode_basestring, None, ": ", ", ", False, False, True)
+
+    def encode(value: Any) -> str:
+        return "".join(chunks(value, 0))
+
+    return encode
+
+
+_encode_fast = _encoder()
+#: What ``_encode`` writes for a string.
+_encode_str: Callable[[str], str] = json.encoder.encode_basestring
+
+
+def _plain_values(values: Any) -> bool:
+    """``_json_safe`` of a list of these values (its common items checked inline)."""
+    for value in values:
+        kind = type(value)
+        if not (kind is int or (kind is str and value.isprintable()) or _json_safe(value, 1)):
+            return False
+    return True
+
+
+def _plain_kwargs(kwargs: dict[str, Any]) -> bool:
+    """``_json_safe`` of a kwargs mapping."""
+    for key, value in kwargs.items():
+        kind = type(value)
+        if not (
+            type(key) is str
+            and (key.isprintable() or _json_safe(key))
+            and (kind is int or (kind is str and value.isprintable()) or _json_safe(value, 1))
+        ):
+            return False
+    return True
+
+
+class _Lane:
+    """The fast-lane text of calls of one import path with fixed options:
+    its first and last lines are built once."""
+
+    __slots__ = ("head", "tail")
+
+    def __init__(self, head: str, tail: str) -> None:
+        self.head, self.tail = head, tail
+
+    def positional(self, args: Sequence[Any]) -> str | None:
+        """The handler of a call with these arguments (a tuple or a list), or
+        None (not plain data: the YAML path)."""
+        if not args:
+            return self.head + self.tail
+        # What encoding the list writes, item by item: ints and strings (most
+        # arguments) without the encoder's call.
+        items = []
+        try:
+            for value in args:
+                kind = type(value)
+                if kind is int:
+                    items.append(str(value))
+                elif kind is str and value.isprintable():
+                    items.append(_encode_str(value))
+                elif _json_safe(value, 1):
+                    items.append(_encode_fast(value))
+                else:
+                    return None
+        except ValueError:  # an int too long for str(): the YAML path says so
+            return None
+        return f"{self.head}args: [{', '.join(items)}]\n{self.tail}"
+
+    def text(self, args: Sequence[Any], kwargs: dict[str, Any] | None) -> str | None:
+        """The handler of ``fn(*args, **kwargs)``, or None (the YAML path)."""
+        if not kwargs:
+            return self.positional(args)
+        if (args and not _plain_values(args)) or not _plain_kwargs(kwargs):
+            return None
+        try:
+            line = f"args: {_encode_fast(args)}\n" if args else ""
+            return f"{self.head}{line}kwargs: {_encode_fast(kwargs)}\n{self.tail}"
+        except ValueError:
+            return None
+
+
+@functools.lru_cache(maxsize=1024, typed=True)  # timeout 1 and 1.0 differ
+def _lane(path: str, max_attempts: int | None, timeout: float | None) -> _Lane | None:
+    """The fast lane for ``path`` with these options, or None (not plain)."""
+    if not _PLAIN_PATH.fullmatch(path) or (timeout is not None and not _json_safe(timeout)):
         return None
-    text = f"tinydj: {FORMAT}\nfunction: {path}\n"
-    try:
-        if args:
-            text += f"args: {_encode(args)}\n"
-        if kwargs:
-            text += f"kwargs: {_encode(kwargs)}\n"
-    except ValueError:  # an int too long for str(): the YAML path says so
-        return None
+    tail = ""
     if max_attempts is not None:
-        text += f"max_attempts: {max_attempts}\n"
+        tail += f"max_attempts: {max_attempts}\n"
     if timeout is not None:
-        text += f"timeout: {_encode(timeout)}\n"
-    return text
+        tail += f"timeout: {_encode(timeout)}\n"
+    return _Lane(f"tinydj: {FORMAT}\nfunction: {path}\n", tail)
 
 
 _FAST_PREFIX = "tinydj: 1\nfunction: "
@@ -547,11 +622,74 @@ def dump_call(
     else:
         path = import_path(fn)
         if path is not None:
-            fast = _fast_dump(path, args, kwargs, max_attempts, timeout)
+            lane = _lane(path, max_attempts, timeout)
+            fast = lane.text(args, kwargs) if lane is not None else None
             if fast is not None:
                 return fast
         head = {"function": path if path is not None else fn}
     return _dump(_doc(head, args, kwargs, max_attempts, timeout), _dumper(allow_pickle))
+
+
+class CallWriter:
+    """Writes the handlers of calls of one function with fixed options: the
+    text ``dump_call`` writes, with the function's import path looked up once
+    (``tinydj.tasks`` keeps one per task)."""
+
+    __slots__ = ("_lane", "allow_pickle", "fn", "max_attempts", "path", "timeout")
+
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        *,
+        allow_pickle: bool = True,
+        max_attempts: int | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        self.fn, self.allow_pickle = fn, allow_pickle
+        self.max_attempts, self.timeout = max_attempts, timeout
+        #: The import path the handlers name (None: not importable, or a
+        #: bound method: every call takes ``dump_call``).
+        self.path = import_path(fn) if callable(fn) and not inspect.ismethod(fn) else None
+        self._lane = _lane(self.path, max_attempts, timeout) if self.path is not None else None
+
+    def dump(self, args: Sequence[Any], kwargs: dict[str, Any]) -> str:
+        """The handler of ``fn(*args, **kwargs)`` (``SerializationError`` as
+        ``dump_call``); ``args`` a tuple or a list."""
+        lane = self._lane
+        if lane is not None:
+            text = lane.text(args, kwargs)
+            if text is not None:
+                return text
+        return dump_call(
+            self.fn,
+            tuple(args),
+            kwargs,
+            allow_pickle=self.allow_pickle,
+            max_attempts=self.max_attempts,
+            timeout=self.timeout,
+        )
+
+    def dump_many(self, calls: Sequence[Sequence[Any] | dict[str, Any]]) -> list[str]:
+        """The handlers of many calls, in order; each an args tuple (or list)
+        or a kwargs dict."""
+        lane = self._lane
+        out: list[str | None] = []
+        if lane is not None:
+            positional, text = lane.positional, lane.text
+            out = [
+                positional(c) if type(c) is tuple else text((), c) if type(c) is dict else None
+                for c in calls
+            ]
+        if lane is None or None in out:
+            out = [
+                t if t is not None else self.dump(*_args_kwargs(c))
+                for t, c in itertools.zip_longest(out, calls)
+            ]
+        return out  # type: ignore[return-value]
+
+
+def _args_kwargs(call: Sequence[Any] | dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    return ((), dict(call)) if isinstance(call, dict) else (tuple(call), {})
 
 
 def dump_calls(
@@ -562,49 +700,10 @@ def dump_calls(
     max_attempts: int | None = None,
     timeout: float | None = None,
 ) -> list[str]:
-    """Handlers for many calls of one function (the bulk enqueue path).
-
-    The same text ``dump_call`` writes for each, with the function resolved
-    once and the fast lane's fixed lines built once.
-    """
-    path = import_path(fn) if not inspect.ismethod(fn) else None
-    head = _fast_dump(path, (), None, None, None) if path is not None else None
-    tail = _fast_dump(path, (), None, max_attempts, timeout) if path is not None else None
-    if head is None or tail is None:
-        return [
-            dump_call(
-                fn, a, k, allow_pickle=allow_pickle, max_attempts=max_attempts, timeout=timeout
-            )
-            for a, k in calls
-        ]
-    options = tail[len(head) :]
-    out = []
-    for args, kwargs in calls:
-        arglist = list(args)
-        text = None
-        if _json_safe(arglist) and (not kwargs or _json_safe(kwargs)):
-            text = head
-            try:
-                if arglist:
-                    text += f"args: {_encode(arglist)}\n"
-                if kwargs:
-                    text += f"kwargs: {_encode(kwargs)}\n"
-            except ValueError:  # an int too long for str(): the YAML path says so
-                text = None
-        if text is not None:
-            out.append(text + options)
-        else:
-            out.append(
-                dump_call(
-                    fn,
-                    args,
-                    kwargs,
-                    allow_pickle=allow_pickle,
-                    max_attempts=max_attempts,
-                    timeout=timeout,
-                )
-            )
-    return out
+    """Handlers for many ``(args, kwargs)`` calls of one function: the text
+    ``dump_call`` writes for each, with the function resolved once."""
+    writer = CallWriter(fn, allow_pickle=allow_pickle, max_attempts=max_attempts, timeout=timeout)
+    return [writer.dump(args, kwargs) for args, kwargs in calls]
 
 
 def _dumper(allow_pickle: bool) -> type:

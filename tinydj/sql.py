@@ -45,6 +45,10 @@ WAITING_PREFIX = "~w:"
 CHUNK = 500
 #: Rows per multi-row INSERT ... RETURNING (Postgres).
 INSERT_ROWS = 100
+#: Most rows of one ``Statements.insert_batch``: SQLite binds each handler
+#: (old builds allow 999 parameters); Postgres sends them as one array.
+BATCH_ROWS = 128
+ARRAY_ROWS = 2000
 
 
 @dataclass(frozen=True)
@@ -144,6 +148,10 @@ _INSERT_COLS = (
     "concurrency_key)"
 )
 _ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+#: A bulk insert's columns: key, reoccur_in and concurrency_key stay NULL.
+_INSERT_BATCH = (
+    f"INSERT INTO {TABLE} (priority, attempts, handler, run_at, queue, created_at, updated_at)"
+)
 _INTERRUPTED = (
     "'Interrupted: worker '",
     "locked_by",
@@ -277,6 +285,25 @@ class Statements:
             ("insert_rows", n),
             lambda: f"INSERT INTO {TABLE} {_INSERT_COLS} VALUES {values} RETURNING id",
         )
+
+    def insert_batch(self, n: int) -> str:
+        """An INSERT of ``n`` rows that differ only in their handler (a
+        ``send_later_many``). SQLite: one multi-row VALUES, ``n <=
+        BATCH_ROWS``: (priority, run_at, queue, now, *handlers). Postgres: any
+        ``n``, the handlers as one array, returning the ids: (priority, run_at,
+        queue, now, now, handlers)."""
+
+        def build() -> str:
+            if self.dialect is POSTGRES:
+                return (
+                    f"{_INSERT_BATCH} SELECT ?, 0, h, ?, ?, ?, ? "
+                    "FROM unnest(?::text[]) AS h RETURNING id"
+                )
+            # ?NNN: each shared value bound once.
+            rows = ", ".join(f"(?1, 0, ?{i}, ?2, ?3, ?4, ?4)" for i in range(5, n + 5))
+            return f"{_INSERT_BATCH} VALUES {rows}"
+
+        return self._cached(("insert_batch", n if self.dialect is SQLITE else 0), build)
 
     def due(self, queues: int, excluded: int = 0) -> str:
         """The ids of due jobs in run order (MySQL's first step):

@@ -16,6 +16,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
+from itertools import repeat
+from operator import itemgetter
 from typing import Any
 
 import peewee
@@ -28,6 +30,8 @@ from .listener import Listener
 from .models import make_model
 from .schema import Schema
 from .sql import (
+    ARRAY_ROWS,
+    BATCH_ROWS,
     CHUNK,
     INSERT_ROWS,
     MYSQL,
@@ -46,6 +50,10 @@ log = logging.getLogger(__name__)
 
 #: The columns in ``COLUMNS`` order, as SQL (kept for scripts that used it).
 _COLS = PLAIN_COLUMNS
+#: What a ``NewJob`` shares with the other rows of one call's bulk insert
+#: (all but the handler), and its handler.
+_SHAPE = itemgetter(1, 2, 3, 4, 5, 6)
+_HANDLER = itemgetter(0)
 
 
 def _chunks(ids: Sequence[int]) -> Iterator[Sequence[int]]:
@@ -124,22 +132,40 @@ class Store:
         """Insert new jobs in one transaction; return them with their ids."""
         if not jobs:
             return []
-        self.ensure_schema()
+        if not self._schema._ready:
+            self._schema.ensure()
         t = self._t(now)
-        params = [j.params(t, t if j.run_at is now else self._t(j.run_at)) for j in jobs]
-        if len(params) == 1:
-            ids = self._run(lambda: self._insert_one(params[0]))
-        else:
-            ids = self._run(lambda: self._insert_many(params))
+        if len(jobs) == 1:
+            job = jobs[0]
+            params = job.params(t, t if job.run_at is now else self._t(job.run_at))
+            job_id = self._run(lambda: self._insert_one(params))
+            self._inserted()
+            return [job.inserted(job_id, now)]
+        ids = self._run(lambda: self._insert_many(jobs, now, t))
         self._inserted()
-        return [j.inserted(i, now) for i, j in zip(ids, jobs, strict=True)]
+        return list(map(NewJob.inserted, jobs, ids, repeat(now)))
 
-    def _insert_one(self, params: Sequence[Any]) -> list[int]:
+    def _insert_one(self, params: Sequence[Any]) -> int:
         if self.dialect.returning and not self.dialect.text_times:
-            return [self._execute(self.sql.insert_returning_id, params).fetchone()[0]]
-        return [self._execute(self.sql.insert, params).lastrowid]
+            return int(self._execute(self.sql.insert_returning_id, params).fetchone()[0])
+        return int(self._execute(self.sql.insert, params).lastrowid)
 
-    def _insert_many(self, params: Sequence[Sequence[Any]]) -> list[int]:
+    def _insert_many(self, jobs: Sequence[NewJob], now: datetime, t: Any) -> list[int]:
+        first = jobs[0]
+        shape = _SHAPE(first)
+        if (
+            self.dialect is not MYSQL
+            and first.key is None
+            and first.reoccur_in is None
+            and first.concurrency_key is None
+            and all(map(shape.__eq__, map(_SHAPE, jobs)))
+        ):  # one call's bulk: only the handlers differ
+            shared = (first.priority, t if first.run_at is now else self._t(first.run_at))
+            if self.dialect is POSTGRES and len(jobs) <= ARRAY_ROWS:  # one statement
+                return self._insert_batch((*shared, first.queue, t), jobs)
+            with self.connection.transaction():
+                return self._insert_batch((*shared, first.queue, t), jobs)
+        params = [j.params(t, t if j.run_at is now else self._t(j.run_at)) for j in jobs]
         with self.connection.transaction():
             if self.dialect.text_times:
                 # Under the write lock rowids are handed out in sequence.
@@ -155,6 +181,25 @@ class Store:
                 cursor = self._execute(self.sql.insert_rows(len(part)), flat)
                 ids.extend(r[0] for r in cursor.fetchall())
             return ids
+
+    def _insert_batch(self, shared: tuple[Any, ...], jobs: Sequence[NewJob]) -> list[int]:
+        """Insert rows that differ only in their handler (``Statements.insert_batch``)."""
+        handlers = list(map(_HANDLER, jobs))
+        n = len(handlers)
+        if self.dialect is POSTGRES:
+            ids: list[int] = []
+            for i in range(0, n, ARRAY_ROWS):
+                params = (*shared, shared[-1], handlers[i : i + ARRAY_ROWS])
+                ids.extend(r[0] for r in self._execute(self.sql.insert_batch(0), params))
+            return ids
+        done = 0
+        while done < n:  # BATCH_ROWS at a time, then the rest in powers of two
+            size = min(BATCH_ROWS, 1 << ((n - done).bit_length() - 1))
+            self._execute(self.sql.insert_batch(size), (*shared, *handlers[done : done + size]))
+            done += size
+        # Under the write lock rowids are handed out in sequence.
+        last = self._execute(self.sql.last_rowid).fetchone()[0]
+        return list(range(last - n + 1, last + 1))
 
     def insert_unique(self, job: NewJob, now: datetime) -> Job:
         """Insert a job with a unique ``key``, or return the row holding that key.

@@ -8,7 +8,6 @@ its first job.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import hashlib
 from collections.abc import Callable, Sequence
@@ -86,11 +85,12 @@ def _insert(
     if config.immediate:
         return immediate.run(config, handler, options.queue, options.priority, run_at)
     now = _now(config)
-    new = NewJob(handler, options.queue, options.priority, run_at or now)
-    if limit is not None:
+    if limit is None:
+        new = NewJob(handler, options.queue, options.priority, run_at or now)
+    else:
         limits.declare(config.store, *limit)
-        new = dataclasses.replace(new, concurrency_key=limit[0])
-    return config.store.insert([new], now)[0]
+        new = NewJob(handler, options.queue, options.priority, run_at or now, None, None, limit[0])
+    return config.store.insert((new,), now)[0]
 
 
 class Task(Generic[P, R]):
@@ -130,6 +130,8 @@ class Task(Generic[P, R]):
         self.unique: Uniqueness | None = uniqueness(unique, unique_for)
         #: A ``with_options(key=...)`` key (``tinydj.unique``).
         self.unique_key: str | None = None
+        #: Writes this task's handlers (``_writer``), once its path is known.
+        self._calls: serialize.CallWriter | None = None
         #: The schedule of a recurring task (``@every``, ``@cron``), else None.
         self.recurrence = (
             Interval(every) if recurrence is None and every is not None else recurrence
@@ -169,6 +171,7 @@ class Task(Generic[P, R]):
         if key is not None:
             clone.unique_key = explicit_key(key)
             clone.unique = self.unique or Uniqueness()
+        clone._calls = None  # other options, other handlers
         clone.options = _Options(
             self.options.queue if queue is None else queue,
             self.options.priority if priority is None else priority,
@@ -177,15 +180,23 @@ class Task(Generic[P, R]):
         )
         return clone
 
-    def _handler(self, config: Config, args: Sequence[Any], kwargs: dict[str, Any]) -> str:
-        return serialize.dump_call(
+    def _writer(self, config: Config) -> serialize.CallWriter:
+        """Writes the handlers of this task's calls (kept once its import path is known)."""
+        writer = self._calls
+        if writer is not None and writer.allow_pickle == config.allow_pickle:
+            return writer
+        writer = serialize.CallWriter(
             self.fn if serialize.import_path(self) is None else self,
-            tuple(args),
-            kwargs,
             allow_pickle=config.allow_pickle,
             max_attempts=self.options.max_attempts,
             timeout=self.options.timeout,
         )
+        if writer.path is not None:  # else looked up again: it may be bound later
+            self._calls = writer
+        return writer
+
+    def _handler(self, config: Config, args: Sequence[Any], kwargs: dict[str, Any]) -> str:
+        return self._writer(config).dump(tuple(args), kwargs)
 
     def _limit(
         self, config: Config, args: Sequence[Any], kwargs: dict[str, Any]
@@ -199,8 +210,8 @@ class Task(Generic[P, R]):
         config = get_config()
         if self.unique is not None and not config.immediate:
             return self._send_unique(config, run_at, args, kwargs)
-        limit = self._limit(config, args, kwargs)
-        return _insert(config, self._handler(config, args, kwargs), self.options, run_at, limit)
+        limit = None if self.concurrency is None else self._limit(config, args, kwargs)
+        return _insert(config, self._writer(config).dump(args, kwargs), self.options, run_at, limit)
 
     def _send_unique(
         self,
@@ -217,7 +228,7 @@ class Task(Generic[P, R]):
         new = NewJob(handler, self.options.queue, self.options.priority, run_at or now, key=key)
         if limit is not None:
             limits.declare(config.store, *limit)
-            new = dataclasses.replace(new, concurrency_key=limit[0])
+            new = new._replace(concurrency_key=limit[0])
         return config.store.insert_unique(new, now)
 
     def send_later(self, *args: P.args, **kwargs: P.kwargs) -> Job:
@@ -240,26 +251,17 @@ class Task(Generic[P, R]):
         config = get_config()
         if self.unique is not None or self.concurrency is not None:  # one row per call
             return [
-                self._send(None, (), dict(c)) if isinstance(c, dict) else self._send(None, c, {})
+                self._send(None, (), dict(c))
+                if isinstance(c, dict)
+                else self._send(None, tuple(c), {})
                 for c in calls
             ]
-        now = _now(config)
-        target = self.fn if serialize.import_path(self) is None else self  # resolved once
-        pairs = [
-            ((), dict(call)) if isinstance(call, dict) else (tuple(call), {}) for call in calls
-        ]
-        handlers = serialize.dump_calls(
-            target,
-            pairs,
-            allow_pickle=config.allow_pickle,
-            max_attempts=self.options.max_attempts,
-            timeout=self.options.timeout,
-        )
+        handlers = self._writer(config).dump_many(calls)
         queue, priority = self.options.queue, self.options.priority
         if config.immediate:  # every call was stored and checked before the first runs
             return [immediate.run(config, h, queue, priority, None) for h in handlers]
-        rows = [NewJob(handler, queue, priority, now) for handler in handlers]
-        return config.store.insert(rows, now)
+        now = _now(config)
+        return config.store.insert(NewJob.many(handlers, queue, priority, now), now)
 
 
 @overload
