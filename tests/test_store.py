@@ -205,7 +205,11 @@ def test_postgres_leaves_room_on_each_page_for_in_place_updates(store: Store) ->
         pytest.skip("fillfactor is a Postgres table option")
     sql = "SELECT reloptions FROM pg_class WHERE oid = to_regclass('delayed_jobs')"
     (options,) = store.db.execute_sql(sql).fetchone()
-    assert "fillfactor=70" in options
+    assert "fillfactor=45" in options
+    store.db.execute_sql("ALTER TABLE delayed_jobs SET (fillfactor = 70)")  # tinydj's before
+    store._schema._ready = False
+    store.ensure_schema()
+    assert "fillfactor=45" in store.db.execute_sql(sql).fetchone()[0]  # upgraded
     store.db.execute_sql("ALTER TABLE delayed_jobs SET (fillfactor = 90)")  # an operator's own
     store._schema._ready = False
     store.ensure_schema()
