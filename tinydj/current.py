@@ -117,6 +117,12 @@ def reset_current(token: contextvars.Token[tuple[Job, Running] | None]) -> None:
     _current.reset(token)
 
 
+#: ``set_current`` / ``reset_current`` without a call of their own, for the
+#: executor's hot path: ``token = enter((job, registry))``; ``leave(token)``.
+enter = _current.set
+leave = _current.reset
+
+
 async def watch(coro: Coroutine[Any, Any, Any], job: Job, registry: Running) -> Any:
     """Await an ``async def`` job's coroutine so that a cancel request cancels it."""
     me = asyncio.current_task()

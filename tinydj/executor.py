@@ -22,12 +22,15 @@ from .errors import HandlerError
 from .job import Job
 from .outcome import Kind, Outcome, Policy
 from .schedule import to_naive_utc
+from .tasks import Task
 from .timeouts import MainThreadAlarm, complete, run_with_timeout
 
 __all__ = ["Executor", "call_hook", "call_hook_guarded", "cancelled"]
 
 log = logging.getLogger("tinydj.worker")
 _DEBUG = logging.DEBUG
+_clock = time.perf_counter
+_enter, _leave = current.enter, current.leave
 
 
 def call_hook(target: object | None, name: str, *args: Any) -> None:
@@ -51,6 +54,13 @@ def call_hook_guarded(target: object | None, name: str, job: Job, *args: Any) ->
         call_hook(target, name, job, *args)
     except Exception:
         log.exception("the %s hook of job %s raised", name, job.id)
+
+
+def _unloadable(exc: Exception, handler: str) -> Outcome:
+    """The outcome of a handler that does not load."""
+    if not isinstance(exc, HandlerError):  # a loader bug must not leave the job held
+        exc = HandlerError(f"{type(exc).__name__}: {exc}")
+    return Outcome.unloadable(exc, handler)
 
 
 #: The outcomes a cancel request overrides (the job ran to an end of its own).
@@ -85,8 +95,7 @@ def cancelled(outcome: Outcome | None) -> Outcome:
 class Executor:
     """Runs one loaded job at a time for a worker.
 
-    ``now``: the worker's clock (for ``reschedule_at``); ``alarm``: returns the
-    main thread's timer when jobs run there (a deadline can then stop them).
+    ``now``: the worker's clock (for ``reschedule_at``).
     """
 
     def __init__(
@@ -96,7 +105,6 @@ class Executor:
         *,
         now: Callable[[], datetime],
         job_timeout: float | None = None,
-        alarm: Callable[[], MainThreadAlarm | None] = lambda: None,
         owner: object | None = None,
     ) -> None:
         self.config = config
@@ -105,7 +113,9 @@ class Executor:
         self.policy = policy
         self.job_timeout = job_timeout
         self._now = now
-        self._alarm = alarm
+        #: The main thread's timer while jobs run there (a deadline can then
+        #: stop them; set by ``Worker.run``), else None.
+        self.alarm: MainThreadAlarm | None = None
         self._worker = str(getattr(owner, "name", ""))
         self._running = current.running(self._worker)
 
@@ -125,14 +135,46 @@ class Executor:
         return outcome
 
     def _run(self, job: Job) -> Outcome:
-        started = time.perf_counter()
+        started = _clock()
         if log.isEnabledFor(_DEBUG):
             log.debug("Job %s (id=%s) RUNNING", job.name, job.id, extra={"action": "start_job"})
         if job.interruptions >= self.policy.max_interruptions:
             return Outcome.gave_up(job.interruptions)
-        call = self._load(job)
-        if isinstance(call, Outcome):
-            return call
+        try:
+            call = serialize.load(
+                job.handler,
+                allow_pickle=self.config.allow_pickle,
+                allowed_modules=self.config.allowed_modules,
+            )
+        except Exception as exc:
+            return _unloadable(exc, job.handler)
+        fn = call.fn
+        if (
+            call.target is not None
+            or call.timeout is not None
+            or self.job_timeout is not None
+            or self.alarm is not None
+            or getattr(fn, "tinydj_outcome", None) is not None
+        ):
+            return self._run_full(job, call, started)
+        # The common case: a function without hooks, results or deadline,
+        # called here as ``current_job()`` (a Task's function directly).
+        token = _enter((job, self._running))
+        try:
+            value = (fn.fn if type(fn) is Task else fn)(*call.args, **call.kwargs)
+        except (Exception, SystemExit) as exc:  # sys.exit() in a job fails it
+            return self._failure(job, call, None, exc, _clock() - started)
+        finally:
+            _leave(token)
+        if value is not None:
+            try:
+                complete(self._watched(value, job))
+            except (Exception, SystemExit) as exc:
+                return self._failure(job, call, None, exc, _clock() - started)
+        return Outcome.success(_clock() - started)
+
+    def _run_full(self, job: Job, call: serialize.Call, started: float) -> Outcome:
+        """``_run`` with hooks, a results tracker or a deadline."""
         # Delayed::Job hooks apply to the object of an object job.
         hooks = call.target
         if hooks is not None and getattr(call.fn, "__name__", None) != "perform":
@@ -149,7 +191,7 @@ class Executor:
             if hooks is not None:
                 call_hook_guarded(hooks, "error", job, exc)
                 call_hook_guarded(hooks, "after", job)
-            outcome = self._failure(job, call, hooks, exc, time.perf_counter() - started)
+            outcome = self._failure(job, call, hooks, exc, _clock() - started)
             if tracker is not None:
                 limit = outcome.max_attempts or self.policy.max_attempts
                 final = job.recurring or job.attempts + 1 >= limit
@@ -160,20 +202,7 @@ class Executor:
             call_hook_guarded(hooks, "after", job)
         if tracker is not None:
             self._track(tracker.succeeded, job, call, value)
-        return Outcome.success(time.perf_counter() - started)
-
-    def _load(self, job: Job) -> serialize.Call | Outcome:
-        """The job's call, or the outcome of a handler that does not load."""
-        try:
-            return serialize.load(
-                job.handler,
-                allow_pickle=self.config.allow_pickle,
-                allowed_modules=self.config.allowed_modules,
-            )
-        except HandlerError as exc:
-            return Outcome.unloadable(exc, job.handler)
-        except Exception as exc:  # a loader bug must not leave the job held
-            return Outcome.unloadable(HandlerError(f"{type(exc).__name__}: {exc}"), job.handler)
+        return Outcome.success(_clock() - started)
 
     def _track(self, method: Callable[..., object], job: Job, *args: Any) -> None:
         # A result that cannot be written is logged, not retried: the job's
@@ -184,11 +213,9 @@ class Executor:
             log.exception("could not record the result of job %s", job.id)
 
     def _call(self, call: serialize.Call, hooks: object | None, job: Job) -> Any:
-        timeout = None
-        if call.timeout is not None or hooks is not None or self.job_timeout is not None:
-            timeout = self._timeout_for(call, hooks)
-        alarm = self._alarm()
-        if timeout is None and alarm is None:  # the common case: no deadline
+        timeout = self._timeout_for(call, hooks)
+        alarm = self.alarm
+        if timeout is None and alarm is None:
             result = self._invoke(call, job)
             return result if result is None else complete(result)
         return run_with_timeout(
@@ -200,12 +227,16 @@ class Executor:
 
     def _invoke(self, call: serialize.Call, job: Job) -> Any:
         """Call the job's function in this thread, as ``current_job()``."""
-        token = current.set_current(job, self._running)
+        token = _enter((job, self._running))
         try:
             result = call.fn(*call.args, **call.kwargs)
         finally:
-            current.reset_current(token)
-        if result is not None and inspect.iscoroutine(result):  # tinydj.cancel can cancel it
+            _leave(token)
+        return self._watched(result, job)
+
+    def _watched(self, result: Any, job: Job) -> Any:
+        """A coroutine result, wrapped so that ``tinydj.cancel`` can cancel it."""
+        if result is not None and inspect.iscoroutine(result):
             return current.watch(result, job, self._running)
         return result
 

@@ -162,7 +162,6 @@ class Worker:
             policy,
             now=self._now,
             job_timeout=self.job_timeout,
-            alarm=self._timer,
             owner=self,
         )
         self._recurring = RecurringRows(self.config, self.name)
@@ -177,16 +176,13 @@ class Worker:
             self._completer,
             queues=self.queues,
             batch_size=self.batch_size,
-            perform=lambda job: self._perform(job),
+            perform=self._perform,
             stopping=self._stopping,
             now=self._now,
             paused=self._presence.paused,
             gate=Gate(self.store, self.poll_interval),
         )
         self._pool = Pool(self.name)
-
-    def _timer(self) -> MainThreadAlarm | None:
-        return self._alarm
 
     def __repr__(self) -> str:
         return f"<tinydj.Worker {self.name!r}>"
@@ -418,12 +414,12 @@ class Worker:
         with on_stop(request_stop):
             if self.threads == 1 and MainThreadAlarm.usable():
                 with MainThreadAlarm() as alarm:
-                    self._alarm = alarm
+                    self._alarm = self._executor.alarm = alarm
                     try:
                         self._launch(0, exit_on_complete)
                         self._runner()
                     finally:
-                        self._alarm = None
+                        self._alarm = self._executor.alarm = None
                         self.stop()
                 return
             self.start(exit_on_complete=exit_on_complete)
