@@ -188,5 +188,6 @@ def test_assemble_makes_the_same_frozen_job_as_its_constructor() -> None:
     assert repr(made) == repr(Job(*values))
     with pytest.raises(dataclasses.FrozenInstanceError):
         made.attempts = 3  # type: ignore[misc]
-    with pytest.raises(ValueError):
+    assert type(made) is Job and dataclasses.astuple(made) == values
+    with pytest.raises(TypeError):
         assemble(*values[:-1])  # every field must be given

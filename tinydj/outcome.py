@@ -17,11 +17,11 @@ import enum
 import logging
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from . import recurrence
-from .job import Job
+from .job import Job, builder
 from .schedule import backoff
 
 __all__ = [
@@ -94,16 +94,8 @@ class Outcome:
     def success(cls, seconds: float) -> Outcome:
         if cls is not Outcome:
             return cls(Kind.SUCCEEDED, seconds)
-        # Once per job: the frozen dataclass's __init__ costs twice this.
-        outcome = _new(cls)
-        _set_kind(outcome, _SUCCEEDED)
-        _set_seconds(outcome, seconds)
-        _set_error(outcome, None)
-        _set_summary(outcome, "")
-        _set_max_attempts(outcome, None)
-        _set_retry_at(outcome, None)
-        _set_hooks(outcome, None)
-        return outcome
+        # Once per job: the frozen dataclass's __init__ costs four times this.
+        return _build(_SUCCEEDED, seconds, None, "", None, None, None)
 
     @classmethod
     def failure(
@@ -138,19 +130,9 @@ class Outcome:
         return cls(Kind.BROKEN, error=format_error(exc), summary=str(exc))
 
 
-_new = object.__new__
 _SUCCEEDED = Kind.SUCCEEDED
-# The slots' own setters (what a frozen dataclass's __init__ reaches through
-# object.__setattr__), in field order.
-(
-    _set_kind,
-    _set_seconds,
-    _set_error,
-    _set_summary,
-    _set_max_attempts,
-    _set_retry_at,
-    _set_hooks,
-) = (getattr(Outcome, f.name).__set__ for f in fields(Outcome))
+#: ``Outcome(*values)`` with every field given (see ``job.builder``).
+_build = builder(Outcome)
 
 
 @dataclass(frozen=True, slots=True)
