@@ -182,36 +182,46 @@ def _t(value: Any) -> Any:
     return value
 
 
+def _times(run_at: Any, created_at: Any, updated_at: Any) -> tuple[datetime, datetime, datetime]:
+    """The three times every row has, or ``_Slow``; equal values (a row
+    never updated, due when it was made) are converted once."""
+    run = _t(run_at)
+    created = run if created_at == run_at else _t(created_at)
+    updated = created if updated_at == created_at else _t(updated_at)
+    if run is None or created is None or updated is None:
+        raise _Slow
+    return run, created, updated
+
+
 def _checked(
     integers: tuple[Any, Any, Any],
     handler: Any,
     queue: Any,
     reoccur_in: Any,
-    run_at: Any,
-    created_at: Any,
-    updated_at: Any,
-) -> tuple[str, str, str | None, datetime, datetime, datetime]:
-    """The columns both fast readers convert, or ``_Slow``."""
-    if any(type(n) is not int for n in integers):
+) -> tuple[str, str, str | None]:
+    """The text columns both fast readers convert, or ``_Slow``."""
+    priority, attempts, interruptions = integers
+    if type(priority) is not int or type(attempts) is not int or type(interruptions) is not int:
         raise _Slow
-    handler, queue, reoccur_in = _s(handler), _s(queue), _s(reoccur_in)
+    if type(handler) is bytes:
+        handler = handler.decode()
+    if type(queue) is bytes:
+        queue = queue.decode()
     if type(handler) is not str or type(queue) is not str:
         raise _Slow
-    if reoccur_in is not None and reoccur_in not in _valid_schedules:
-        raise _Slow
-    run_at, created_at, updated_at = _t(run_at), _t(created_at), _t(updated_at)
-    if run_at is None or created_at is None or updated_at is None:
-        raise _Slow
-    return handler, queue, reoccur_in, run_at, created_at, updated_at
+    if reoccur_in is not None:
+        reoccur_in = _s(reoccur_in)
+        if reoccur_in not in _valid_schedules:
+            raise _Slow
+    return handler, queue, reoccur_in
 
 
 def _fast(row: Sequence[Any]) -> Job:
     """The common case, well-formed rows, in one pass."""
     i, priority, attempts, handler, error, run_at, locked_at, locked_by = row[:8]
     failed_at, reoccur_in, last_run_at, created_at, updated_at, queue, key, stops, limit = row[8:]
-    handler, queue, reoccur_in, run_at, created_at, updated_at = _checked(
-        (priority, attempts, stops), handler, queue, reoccur_in, run_at, created_at, updated_at
-    )
+    handler, queue, reoccur_in = _checked((priority, attempts, stops), handler, queue, reoccur_in)
+    run_at, created_at, updated_at = _times(run_at, created_at, updated_at)
     return assemble(
         i,
         priority,
@@ -237,25 +247,24 @@ def _fast_reserved(row: Sequence[Any], worker: str, now: datetime) -> Job:
     """``_fast`` for a row of ``RESERVED_COLUMNS``."""
     i, priority, attempts, handler, error, run_at, reoccur_in, last_run_at = row[:8]
     created_at, updated_at, queue, key, stops = row[8:]
-    handler, queue, reoccur_in, run_at, created_at, updated_at = _checked(
-        (priority, attempts, stops), handler, queue, reoccur_in, run_at, created_at, updated_at
-    )
+    handler, queue, reoccur_in = _checked((priority, attempts, stops), handler, queue, reoccur_in)
+    run_at, created_at, updated_at = _times(run_at, created_at, updated_at)
     return assemble(
         i,
         priority,
         attempts,
         handler,
-        _s(error),
+        None if error is None else _s(error),
         run_at,
         now,
         worker,
         None,
         reoccur_in,
-        _t(last_run_at),
+        None if last_run_at is None else _t(last_run_at),
         created_at,
         updated_at,
         queue,
-        _s(key),
+        None if key is None else _s(key),
         stops,
         None,
     )
