@@ -273,6 +273,46 @@ def test_fast_lane_and_yaml_agree(args: list[Any], kwargs: dict[str, Any]) -> No
     assert doc.get("args", []) == args and doc.get("kwargs", {}) == kwargs
 
 
+@settings(max_examples=200, deadline=None)
+@given(args=st.lists(json_values, max_size=4), kwargs=st.dictionaries(st.text(), json_values))
+def test_plain_call_reads_what_load_reads(args: list[Any], kwargs: dict[str, Any]) -> None:
+    """The executor's shortcut (``plain_call``) agrees with ``load`` or steps aside."""
+    text = serialize.dump_call(sample_jobs.record, args, kwargs)
+    call = serialize.load(text)
+    plain = serialize.plain_call(text)
+    assert plain is None or plain == (call.fn, call.args, call.kwargs)
+    if serialize._fast_load(text) is not None and call.max_attempts is None:
+        assert plain is not None  # what tinydj writes for a plain call takes the shortcut
+
+
+@pytest.mark.parametrize(
+    "handler",
+    [
+        "tinydj: 1\nfunction: sample_jobs:record\nargs: null\n",
+        "tinydj: 1\nfunction: sample_jobs:record\nargs: 5\n",
+        "tinydj: 1\nfunction: sample_jobs:record\nmax_attempts: 2\n",
+        "tinydj: 1\nfunction: sample_jobs:record\nargs: [1]\ntimeout: 5\n",
+        "tinydj: 1\nfunction: sample_jobs:record\nkwargs: {}\nargs: [1]\n",
+        "tinydj: 1\nfunction: sample_jobs:record\nargs: [1e5]\n",
+        "tinydj: 1\nfunction: sample_jobs:record\nargs: [1]",
+        "tinydj: 2\nfunction: sample_jobs:record\n",
+        "tinydj: 1\nfunction: 'sample_jobs:record'\n",
+    ],
+)
+def test_plain_call_leaves_other_handlers_to_load(handler: str) -> None:
+    assert serialize.plain_call(handler) is None
+
+
+def test_plain_call_refuses_what_load_refuses() -> None:
+    for handler in ("tinydj: 1\nfunction: sample_jobs:nothing\n", "tinydj: 1\nfunction: os:sep\n"):
+        with pytest.raises(HandlerError):
+            serialize.load(handler)
+        with pytest.raises(HandlerError):
+            serialize.plain_call(handler)
+    with pytest.raises(HandlerError, match="outside the allowed modules"):
+        serialize.plain_call('tinydj: 1\nfunction: os:system\nargs: ["true"]\n', ("sample_jobs",))
+
+
 def test_fast_lane_is_used_for_plain_calls() -> None:
     text = serialize.dump_call(sample_jobs.record, (1, "a", [None, True]), {"k": 1.5})
     assert serialize._fast_load(text) is not None

@@ -140,6 +140,33 @@ class Executor:
             log.debug("Job %s (id=%s) RUNNING", job.name, job.id, extra={"action": "start_job"})
         if job.interruptions >= self.policy.max_interruptions:
             return Outcome.gave_up(job.interruptions)
+        plain = None
+        if self.job_timeout is None and self.alarm is None:
+            try:
+                plain = serialize.plain_call(job.handler, self.config.allowed_modules)
+            except Exception as exc:
+                return _unloadable(exc, job.handler)
+        if plain is None or getattr(plain[0], "tinydj_outcome", None) is not None:
+            return self._run_full(job, started)
+        # The common case: a function without options, results or deadline,
+        # called here as ``current_job()`` (a Task's function directly).
+        fn, args, kwargs = plain
+        token = _enter((job, self._running))
+        try:
+            value = (fn.fn if type(fn) is Task else fn)(*args, **kwargs)
+        except (Exception, SystemExit) as exc:  # sys.exit() in a job fails it
+            return self._failure(job, None, None, exc, _clock() - started)
+        finally:
+            _leave(token)
+        if value is not None:
+            try:
+                complete(self._watched(value, job))
+            except (Exception, SystemExit) as exc:
+                return self._failure(job, None, None, exc, _clock() - started)
+        return Outcome.success(_clock() - started)
+
+    def _run_full(self, job: Job, started: float) -> Outcome:
+        """``_run`` of any handler: hooks, results tracker, deadline."""
         try:
             call = serialize.load(
                 job.handler,
@@ -148,33 +175,6 @@ class Executor:
             )
         except Exception as exc:
             return _unloadable(exc, job.handler)
-        fn = call.fn
-        if (
-            call.target is not None
-            or call.timeout is not None
-            or self.job_timeout is not None
-            or self.alarm is not None
-            or getattr(fn, "tinydj_outcome", None) is not None
-        ):
-            return self._run_full(job, call, started)
-        # The common case: a function without hooks, results or deadline,
-        # called here as ``current_job()`` (a Task's function directly).
-        token = _enter((job, self._running))
-        try:
-            value = (fn.fn if type(fn) is Task else fn)(*call.args, **call.kwargs)
-        except (Exception, SystemExit) as exc:  # sys.exit() in a job fails it
-            return self._failure(job, call, None, exc, _clock() - started)
-        finally:
-            _leave(token)
-        if value is not None:
-            try:
-                complete(self._watched(value, job))
-            except (Exception, SystemExit) as exc:
-                return self._failure(job, call, None, exc, _clock() - started)
-        return Outcome.success(_clock() - started)
-
-    def _run_full(self, job: Job, call: serialize.Call, started: float) -> Outcome:
-        """``_run`` with hooks, a results tracker or a deadline."""
         # Delayed::Job hooks apply to the object of an object job.
         hooks = call.target
         if hooks is not None and getattr(call.fn, "__name__", None) != "perform":
@@ -191,7 +191,7 @@ class Executor:
             if hooks is not None:
                 call_hook_guarded(hooks, "error", job, exc)
                 call_hook_guarded(hooks, "after", job)
-            outcome = self._failure(job, call, hooks, exc, _clock() - started)
+            outcome = self._failure(job, call.max_attempts, hooks, exc, _clock() - started)
             if tracker is not None:
                 limit = outcome.max_attempts or self.policy.max_attempts
                 final = job.recurring or job.attempts + 1 >= limit
@@ -247,9 +247,10 @@ class Executor:
         return None
 
     def _failure(
-        self, job: Job, call: serialize.Call, hooks: object | None, exc: BaseException, took: float
+        self, job: Job, limit: int | None, hooks: object | None, exc: BaseException, took: float
     ) -> Outcome:
-        limit = call.max_attempts or getattr(hooks, "max_attempts", None)
+        """The outcome of a run that raised; ``limit``: the handler's ``max_attempts``."""
+        limit = limit or getattr(hooks, "max_attempts", None)
         if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
             limit = self.policy.max_attempts
         retry_at = None

@@ -69,6 +69,7 @@ __all__ = [
     "identity",
     "import_path",
     "load",
+    "plain_call",
     "register_tag",
     "resolve",
 ]
@@ -845,6 +846,32 @@ def load(
     finally:
         loader.dispose()
     return _call_from(doc, allowed_modules)
+
+
+#: The most common handler, as ``_fast_dump`` writes it: a function, its
+#: arguments (each on one line, optional), no option.
+_PLAIN_HANDLER = re.compile(
+    rf"tinydj: {FORMAT}\nfunction: ({_PLAIN_PATH.pattern})\n(?:args: (.*)\n)?(?:kwargs: (.*)\n)?"
+)
+
+
+def plain_call(
+    handler: str, allowed_modules: tuple[str, ...] | None = None
+) -> tuple[Callable[..., Any], list[Any], dict[str, Any]] | None:
+    """The function and arguments of the most common handler (``_PLAIN_HANDLER``,
+    values the fast lane reads); None for any other (``load`` reads it, the
+    same way). ``HandlerError`` like ``load``."""
+    match = _PLAIN_HANDLER.fullmatch(handler)
+    if match is None:
+        return None
+    path, args_text, kwargs_text = match.groups()
+    args = [] if args_text is None else _fast_value(args_text)
+    kwargs = {} if kwargs_text is None else _fast_value(kwargs_text)
+    if type(args) is not list or type(kwargs) is not dict:
+        return None  # null, another type, or not for the fast lane: load says
+    if allowed_modules is not None and type(allowed_modules) is not tuple:
+        allowed_modules = tuple(allowed_modules)  # a key of _function's cache
+    return _function(path, allowed_modules), args, kwargs
 
 
 def _call_from(doc: Any, allowed: tuple[str, ...] | None = None) -> Call:
