@@ -112,7 +112,7 @@ def test_a_request_seen_before_the_job_starts_means_it_never_runs(
     assert tinydj.cancel(job.id) == "requested"
     worker.leases.hold([job.id], since=worker.leases.clock())
     worker.leases.renew()  # what the renewal thread does
-    worker._perform(reserved)
+    worker._batches.run([reserved])
     assert flow_jobs.calls == []
     assert "before the job started" in (_row(job.id).last_error or "")
 
@@ -132,7 +132,7 @@ def test_retry_after_cancel_runs_the_job_again(
     tinydj.cancel(job.id)
     worker.leases.hold([job.id], since=worker.leases.clock())
     worker.leases.renew()
-    worker._perform(reserved)
+    worker._batches.run([reserved])
     assert tinydj.retry_job(job.id)
     worker.work_off()
     assert flow_jobs.calls == [("notify", "ann")]

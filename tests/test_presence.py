@@ -97,6 +97,16 @@ def test_outcomes_are_counted_per_minute(config: tinydj.Config, clock: FakeClock
     assert control.outcomes(since=minute, until=minute) == [(minute, 1, 1)]
 
 
+def test_a_batch_counts_each_queue_apart(config: tinydj.Config, clock: FakeClock) -> None:
+    for i in range(3):
+        sample_jobs.record.with_options(queue="a" if i else "b").send_later(i)
+    sample_jobs.always_fails.with_options(queue="b", max_attempts=1).send_later(1)
+    assert tinydj.Worker(config=config, batch_size=10).work_off() == (3, 1)
+    minute = clock().replace(second=0, microsecond=0)
+    assert control.outcomes(since=minute, until=minute, queue="a") == [(minute, 2, 0)]
+    assert control.outcomes(since=minute, until=minute, queue="b") == [(minute, 1, 1)]
+
+
 def test_counts_follow_the_minute_and_survive_a_failed_write(
     config: tinydj.Config, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -105,12 +115,12 @@ def test_counts_follow_the_minute_and_survive_a_failed_write(
     ticks = [0.0]
     counts = _Counts(clock, monotonic=lambda: ticks[0])
     first = clock().replace(second=0, microsecond=0)
-    counts.add("a", True)
-    counts.add("a", False)
+    counts.add({"a": [1, 0]})
+    counts.add({"a": [0, 1]})
     clock.advance(60)
-    counts.add("a", True)  # the clock is read again only a second later
+    counts.add({"a": [1, 0]})  # the clock is read again only a second later
     ticks[0] = 1.0
-    counts.add("b", True)
+    counts.add({"b": [1, 0]})
 
     def down(*args: object, **kwargs: object) -> None:
         raise RuntimeError("database down")
@@ -119,7 +129,7 @@ def test_counts_follow_the_minute_and_survive_a_failed_write(
         patched.setattr(control, "record_outcomes", down)
         with pytest.raises(RuntimeError):
             counts.flush(config.store)
-    counts.add("b", False)  # after the failed flush, in the current minute
+    counts.add({"b": [0, 1]})  # after the failed flush, in the current minute
     counts.flush(config.store)
     second = first + timedelta(minutes=1)
     assert control.outcomes(since=first, until=second) == [(first, 2, 1), (second, 1, 1)]

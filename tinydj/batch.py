@@ -19,11 +19,13 @@ from datetime import datetime, timedelta
 from .completer import Completer
 from .job import Job
 from .limits import Gate, reservation
+from .outcome import Kind, Outcome
 from .timeouts import ShutdownInterrupt
 
 __all__ = ["MAX_BATCH", "PREFETCH_BUDGET", "Batches"]
 
 log = logging.getLogger("tinydj.worker")
+_SUCCEEDED = Kind.SUCCEEDED
 
 #: Most jobs one thread reserves in one statement (adaptive batch size).
 MAX_BATCH = 128
@@ -35,7 +37,9 @@ PREFETCH_BUDGET = 0.005
 class Batches:
     """Reserves and runs the batches of one worker (any number of threads).
 
-    ``perform(job) -> bool`` runs one job and records its outcome;
+    ``execute(job) -> Outcome`` runs one job (``Executor.run``), whose outcome
+    the completer records; ``count(tally)`` is told, after each batch, how
+    many jobs of each queue succeeded and failed (``Presence.count``);
     ``in_flight`` maps each runner thread to the id of the job it runs.
     """
 
@@ -45,7 +49,8 @@ class Batches:
         *,
         queues: Sequence[str] | None,
         batch_size: int | None,
-        perform: Callable[[Job], bool],
+        execute: Callable[[Job], Outcome],
+        count: Callable[[dict[str, list[int]]], None] = lambda tally: None,
         stopping: threading.Event,
         now: Callable[[], datetime],
         paused: Callable[[], frozenset[str]] = frozenset,
@@ -62,7 +67,8 @@ class Batches:
         #: Takes jobs with a concurrency limit (``tinydj.limits``).
         self.gate = gate
         self._completer = completer
-        self._perform = perform
+        self._execute = execute
+        self._count = count
         self._stopping = stopping
         self._now = now
         self.in_flight: dict[int, int] = {}
@@ -110,24 +116,42 @@ class Batches:
 
     def run(self, jobs: Iterable[Job]) -> tuple[int, int, list[int]]:
         """Run reserved jobs in order; return (succeeded, failed, not started)."""
-        succeeded = failed = 0
         queue = list(jobs)
+        tally: dict[str, list[int]] = {}  # queue -> [succeeded, failed]
+        started = time.perf_counter()
+        try:
+            lost = self._run(queue, tally)
+        finally:
+            self._count(tally)
+            ran = sum(cell[0] + cell[1] for cell in tally.values())
+            if ran:  # as a running average over each job (weight 0.2) would
+                took = (time.perf_counter() - started) / ran
+                self.job_seconds += (1 - 0.8**ran) * (took - self.job_seconds)
+        succeeded = sum(cell[0] for cell in tally.values())
+        return succeeded, sum(cell[1] for cell in tally.values()), lost
+
+    def _run(self, queue: list[Job], tally: dict[str, list[int]]) -> list[int]:
+        """``run``'s loop: the ids not started; outcomes counted in ``tally``."""
         lost: list[int] = []
         me = threading.get_ident()
         # Bound once per batch: this loop's own cost is paid per job.
         stopping, begin, finished = self._stopping.is_set, self.leases.begin, self.leases.finished
-        perform, clock, in_flight = self._perform, time.perf_counter, self.in_flight
+        execute, complete, in_flight = self._execute, self._completer.complete, self.in_flight
+        quiet = self._completer.quiet()  # a plain success is then only acknowledged
         for i, job in enumerate(queue):
             if stopping():
-                return succeeded, failed, lost + [j.id for j in queue[i:]]
+                return lost + [j.id for j in queue[i:]]
             job_id = job.id
             if not begin(job_id):
                 lost.append(job_id)  # another worker may have run it: not here
                 continue
-            started = clock()
             in_flight[me] = job_id
             try:
-                ok = perform(job)
+                outcome = execute(job)
+                if outcome.kind is _SUCCEEDED and quiet and job.reoccur_in is None:
+                    ok = True
+                else:
+                    ok = complete(job, outcome)
             except ShutdownInterrupt:
                 log.warning(
                     "Job %s (id=%s) INTERRUPTED by the shutdown deadline; it will run again",
@@ -135,7 +159,7 @@ class Batches:
                     job_id,
                     extra={"action": "job_interrupted"},
                 )
-                return succeeded, failed, lost + [j.id for j in queue[i:]]
+                return lost + [j.id for j in queue[i:]]
             except KeyboardInterrupt:
                 raise
             except Exception as exc:  # its handling failed: it must not stay locked
@@ -143,11 +167,13 @@ class Batches:
                 ok = False
             finally:
                 in_flight.pop(me, None)
-            self.job_seconds += 0.2 * (clock() - started - self.job_seconds)
+            cell = tally.get(job.queue)
+            if cell is None:
+                cell = tally[job.queue] = [0, 0]
             if ok:
-                succeeded += 1
+                cell[0] += 1
                 if job.reoccur_in is None:  # a recurring row was moved to its next run
                     finished(job_id)
             else:
-                failed += 1
-        return succeeded, failed, lost
+                cell[1] += 1
+        return lost

@@ -64,6 +64,12 @@ class Completer:
         self._now = now
         self._reported: set[int] = set()  # jobs whose failure is logged once per worker
 
+    def quiet(self) -> bool:
+        """True while a plain success (not recurring) needs nothing from
+        ``complete``: no log line (the runner then skips the call; it asks
+        once per batch)."""
+        return not log.isEnabledFor(_INFO)
+
     def complete(self, job: Job, outcome: Outcome) -> bool:
         """Decide, log and write what follows ``outcome``; True on success."""
         ok = outcome.kind is _SUCCEEDED

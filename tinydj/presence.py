@@ -30,7 +30,7 @@ log = logging.getLogger("tinydj.worker")
 class _Counts:
     """Outcomes per minute and queue, counted in memory until written.
 
-    What ``control.Tally`` does, for one job at a time: the minute is read
+    What ``control.Tally`` does, for one batch at a time: the minute is read
     from the clock at most once a second and each count is added in place.
     Thread-safe.
     """
@@ -47,17 +47,20 @@ class _Counts:
         self._current: dict[str, list[int]] = {}
         self._until = 0.0  # monotonic time of the next clock reading
 
-    def add(self, queue: str, ok: bool) -> None:
+    def add(self, tally: dict[str, list[int]]) -> None:
+        """Add ``tally`` (queue -> [succeeded, failed]) to this minute's counts."""
         tick = self._monotonic()
         with self._lock:
             if tick >= self._until:
                 self._minute = self._now().replace(second=0, microsecond=0)
                 self._current = self._minutes.setdefault(self._minute, {})
                 self._until = tick + 1.0
-            cell = self._current.get(queue)
-            if cell is None:
-                cell = self._current[queue] = [0, 0]
-            cell[0 if ok else 1] += 1
+            for queue, (finished, failed) in tally.items():
+                cell = self._current.get(queue)
+                if cell is None:
+                    cell = self._current[queue] = [0, 0]
+                cell[0] += finished
+                cell[1] += failed
 
     def take(self) -> dict[tuple[datetime, str], tuple[int, int]]:
         """The counts so far (forgotten here: ``give_back`` if unwritten)."""
@@ -148,9 +151,11 @@ class Presence:
 
         self._guard("unregister", go)
 
-    def count(self, queue: str, ok: bool) -> None:
-        """Count one finished run (the clock is read at most once a second)."""
-        self._counts.add(queue, ok)
+    def count(self, tally: dict[str, list[int]]) -> None:
+        """Count the runs of a batch: ``tally`` maps a queue to [succeeded,
+        failed] (the clock is read at most once a second)."""
+        if tally:
+            self._counts.add(tally)
 
     def paused(self) -> frozenset[str]:
         """The paused queues, read again at most once per poll interval."""

@@ -42,7 +42,6 @@ from .completer import Completer
 from .config import Config, get_config
 from .errors import DatabaseBusy
 from .executor import Executor
-from .job import Job
 from .leases import LeaseKeeper
 from .limits import Gate
 from .outcome import MAX_INTERRUPTIONS, Policy
@@ -176,7 +175,8 @@ class Worker:
             self._completer,
             queues=self.queues,
             batch_size=self.batch_size,
-            perform=self._perform,
+            execute=self._executor.run,
+            count=self._presence.count,
             stopping=self._stopping,
             now=self._now,
             paused=self._presence.paused,
@@ -222,16 +222,6 @@ class Worker:
         except Exception:
             self.leases.give_back(done)  # taken again at the next tick
             log.warning("%s could not acknowledge finished jobs", self.name, exc_info=True)
-
-    # -- one job -----------------------------------------------------------
-
-    def _perform(self, job: Job) -> bool:
-        """Run one reserved job and record its outcome, except a plain
-        success, which the caller acknowledges (in batches). Returns True on
-        success."""
-        ok = self._completer.complete(job, self._executor.run(job))
-        self._presence.count(job.queue, ok)
-        return ok
 
     # -- the loop ----------------------------------------------------------
 
