@@ -184,6 +184,27 @@ def _spawn_script(procs: Processes, name: str, *args: str) -> subprocess.Popen[b
     return proc
 
 
+def test_finished_ids_wait_for_the_runner_or_the_lease_thread(config: tinydj.Config) -> None:
+    ticks = Ticks()
+    keeper = _keeper(config, ticks)
+    done = keeper.finishing()  # what a runner asks once per batch
+    done += [1, 2]
+    assert keeper.take_waiting(0.05) == []  # not waited long enough
+    ticks.now += 0.1
+    assert keeper.take_waiting(0.05) == [1, 2]  # the runner went on with a long job
+    done.append(3)  # appended by the runner meanwhile, kept for it
+    assert keeper.take_waiting(0.05) == []
+    keeper.give_back([1, 2])  # an acknowledgement that failed goes first
+    assert keeper.finishing() is done and done == [1, 2, 3]
+    ticks.now += 0.1
+    done.append(4)
+    assert keeper.take_waiting(0.05) == [1, 2, 3, 4]
+    done.append(5)
+    assert keeper.take_done() == [5]  # the runner's next reservation
+    assert keeper.take_done() == [] and keeper.take_waiting(0.0) == []
+    assert keeper.finishing() is not done  # a fresh list for the next batch
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("threads", [1, 4])

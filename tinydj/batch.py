@@ -135,7 +135,8 @@ class Batches:
         lost: list[int] = []
         me = threading.get_ident()
         # Bound once per batch: this loop's own cost is paid per job.
-        stopping, begin, finished = self._stopping.is_set, self.leases.begin, self.leases.finished
+        stopping, begin = self._stopping.is_set, self.leases.begin
+        finished = self.leases.finishing().append
         execute, complete, in_flight = self._execute, self._completer.complete, self.in_flight
         quiet = self._completer.quiet()  # a plain success is then only acknowledged
         for i, job in enumerate(queue):

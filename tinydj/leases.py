@@ -130,15 +130,19 @@ class LeaseKeeper:
             self._started.add(job_id)
             return True
 
-    def finished(self, job_id: int) -> None:
-        """The calling thread finished ``job_id``: its row awaits deletion."""
+    def finishing(self) -> list[int]:
+        """The list to which the calling thread appends the ids of the jobs
+        it finishes (their rows await deletion): a runner asks once per batch,
+        then ``append`` is all a finished job costs. Until the thread calls
+        ``take_done`` the lease thread may take them (``take_waiting``), so a
+        long job later in the batch does not hold them."""
         me = threading.get_ident()
         with self._lock:
             done = self._done.get(me)
             if done is None:
                 done = self._done[me] = []
-                self._done_since[me] = self._monotonic()
-            done.append(job_id)
+            self._done_since.setdefault(me, self._monotonic())
+            return done
 
     def take_done(self) -> list[int]:
         """The ids the calling thread finished, to acknowledge now."""
@@ -154,7 +158,7 @@ class LeaseKeeper:
         me = threading.get_ident()
         with self._lock:
             self._done_since.setdefault(me, self._monotonic())
-            self._done[me] = ids + self._done.get(me, [])
+            self._done.setdefault(me, [])[:0] = ids
 
     def take_waiting(self, older_than: float) -> list[int]:
         """Finished ids of any thread that have waited ``older_than`` seconds
@@ -164,9 +168,13 @@ class LeaseKeeper:
         taken: list[int] = []
         with self._lock:
             for thread, since in list(self._done_since.items()):
-                if now - since >= older_than:
-                    del self._done_since[thread]
-                    taken += self._done.pop(thread, [])
+                done = self._done.get(thread)
+                if now - since >= older_than and done:
+                    # Its runner may append meanwhile (without the lock): at the end.
+                    ids = done[:]
+                    del done[: len(ids)]
+                    taken += ids
+                    self._done_since[thread] = now
         return taken
 
     def drop(self, ids: Iterable[int]) -> None:
