@@ -191,3 +191,23 @@ def test_assemble_makes_the_same_frozen_job_as_its_constructor() -> None:
     assert type(made) is Job and dataclasses.astuple(made) == values
     with pytest.raises(TypeError):
         assemble(*values[:-1])  # every field must be given
+
+
+def test_rows_reserved_together_share_their_times_correctly() -> None:
+    from tinydj.job import RESERVED_COLUMNS
+    from tinydj.rows import read_reserved
+
+    def row(job_id: int, run_at: bytes, created_at: bytes) -> tuple[object, ...]:
+        values = {"id": job_id, "priority": 0, "attempts": 0, "handler": b"h", "queue": b"q"}
+        values |= {"run_at": run_at, "created_at": created_at, "updated_at": created_at}
+        values |= {"interruptions": 0}
+        return tuple(values.get(c) for c in RESERVED_COLUMNS)
+
+    now = datetime(2030, 1, 2)
+    first = read_reserved(row(1, b"2030-01-01 10:00:00", b"2030-01-01 10:00:00"), "w", now)
+    second = read_reserved(row(2, b"2030-01-01 10:00:00", b"2029-12-31 09:00:00.5"), "w", now)
+    third = read_reserved(row(3, b"2030-01-01T10:00:00Z", b"2030-01-01 11:00:00+01:00"), "w", now)
+    assert first.run_at == first.created_at == first.updated_at == datetime(2030, 1, 1, 10)
+    assert second.run_at == datetime(2030, 1, 1, 10)
+    assert second.created_at == second.updated_at == datetime(2029, 12, 31, 9, 0, 0, 500000)
+    assert third.run_at == third.created_at == datetime(2030, 1, 1, 10)

@@ -182,10 +182,19 @@ def _t(value: Any) -> Any:
     return value
 
 
+#: The last ``run_at`` converted, as read and as a datetime: jobs enqueued
+#: together (``send_later_many``, a burst) share it, and are reserved together.
+_last_run_at: tuple[Any, Any] = (None, None)
+
+
 def _times(run_at: Any, created_at: Any, updated_at: Any) -> tuple[datetime, datetime, datetime]:
     """The three times every row has, or ``_Slow``; equal values (a row
     never updated, due when it was made) are converted once."""
-    run = _t(run_at)
+    global _last_run_at
+    seen, run = _last_run_at
+    if type(run_at) is not type(seen) or run_at != seen or run is None:
+        run = _t(run_at)
+        _last_run_at = (run_at, run)
     created = run if created_at == run_at else _t(created_at)
     updated = created if updated_at == created_at else _t(updated_at)
     if run is None or created is None or updated is None:
