@@ -848,10 +848,10 @@ def load(
     return _call_from(doc, allowed_modules)
 
 
-#: The most common handler, as ``_fast_dump`` writes it: a function, its
-#: arguments (each on one line, optional), no option.
+#: The most common handler, as ``_fast_dump`` writes it: a function (a
+#: ``_PLAIN_PATH``), its arguments (each on one line, optional), no option.
 _PLAIN_HANDLER = re.compile(
-    rf"tinydj: {FORMAT}\nfunction: ({_PLAIN_PATH.pattern})\n(?:args: (.*)\n)?(?:kwargs: (.*)\n)?"
+    rf"tinydj: {FORMAT}\nfunction: (.*)\n(?:args: (.*)\n)?(?:kwargs: (.*)\n)?"
 )
 
 
@@ -865,6 +865,11 @@ def plain_call(
     if match is None:
         return None
     path, args_text, kwargs_text = match.groups()
+    if path not in _plain_paths:
+        if not _PLAIN_PATH.fullmatch(path):
+            return None
+        if len(_plain_paths) < 4096:
+            _plain_paths.add(path)
     args = [] if args_text is None else _fast_value(args_text)
     kwargs = {} if kwargs_text is None else _fast_value(kwargs_text)
     if type(args) is not list or type(kwargs) is not dict:
