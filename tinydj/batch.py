@@ -40,6 +40,7 @@ class Batches:
     ``execute(job) -> Outcome`` runs one job (``Executor.run``), whose outcome
     the completer records; ``count(tally)`` is told, after each batch, how
     many jobs of each queue succeeded and failed (``Presence.count``);
+    ``refresh()`` is called before each batch (``Executor.refresh``);
     ``in_flight`` maps each runner thread to the id of the job it runs.
     """
 
@@ -51,6 +52,7 @@ class Batches:
         batch_size: int | None,
         execute: Callable[[Job], Outcome],
         count: Callable[[dict[str, list[int]]], None] = lambda tally: None,
+        refresh: Callable[[], None] = lambda: None,
         stopping: threading.Event,
         now: Callable[[], datetime],
         paused: Callable[[], frozenset[str]] = frozenset,
@@ -69,6 +71,7 @@ class Batches:
         self._completer = completer
         self._execute = execute
         self._count = count
+        self._refresh = refresh
         self._stopping = stopping
         self._now = now
         self.in_flight: dict[int, int] = {}
@@ -139,6 +142,7 @@ class Batches:
         finished = self.leases.finishing().append
         execute, complete, in_flight = self._execute, self._completer.complete, self.in_flight
         quiet = self._completer.quiet()  # a plain success is then only acknowledged
+        self._refresh()
         for i, job in enumerate(queue):
             if stopping():
                 return lost + [j.id for j in queue[i:]]

@@ -118,6 +118,12 @@ class Executor:
         self.alarm: MainThreadAlarm | None = None
         self._worker = str(getattr(owner, "name", ""))
         self._running = current.running(self._worker)
+        self._debug = log.isEnabledFor(_DEBUG)
+
+    def refresh(self) -> None:
+        """Read again what applies to the next jobs (is DEBUG logged?): the
+        runner calls it once per batch."""
+        self._debug = log.isEnabledFor(_DEBUG)
 
     def run(self, job: Job) -> Outcome:
         """Run ``job``; ``ShutdownInterrupt`` and ``KeyboardInterrupt`` pass through.
@@ -126,47 +132,50 @@ class Executor:
         request (``tinydj.cancel``) reached the worker before it ended fails
         at once, without retries, with a ``Cancelled:`` error (see ``cancelled``).
         """
+        started = _clock()
+        if self._debug:
+            log.debug("Job %s (id=%s) RUNNING", job.name, job.id, extra={"action": "start_job"})
         requests = self._running.cancelled  # empty unless someone cancelled
+        if requests or job.interruptions or self.job_timeout is not None or self.alarm is not None:
+            return self._run_guarded(job, started)
+        try:
+            plain = serialize.plain_call(job.handler, self.config.allowed_modules)
+        except Exception as exc:
+            return _unloadable(exc, job.handler)
+        if plain is None or getattr(plain[0], "tinydj_outcome", None) is not None:
+            return self._run_guarded(job, started)
+        # The common case: a function without options, results or deadline,
+        # called here as ``current_job()`` (a Task's function directly).
+        fn, args, kwargs = plain
+        try:
+            token = _enter((job, self._running))
+            try:
+                value = (fn.fn if type(fn) is Task else fn)(*args, **kwargs)
+            finally:
+                _leave(token)
+            if value is not None:
+                complete(self._watched(value, job))
+            outcome = Outcome.success(_clock() - started)
+        except (Exception, SystemExit) as exc:  # sys.exit() in a job fails it
+            outcome = self._failure(job, None, None, exc, _clock() - started)
+        if requests and job.id in requests:  # arrived while it ran
+            return cancelled(outcome)
+        return outcome
+
+    def _run_guarded(self, job: Job, started: float) -> Outcome:
+        """``run`` of any job: a cancel request, interruptions, any handler."""
+        requests = self._running.cancelled
         if requests and job.id in requests:  # asked before it started: not run at all
             return cancelled(None)
-        outcome = self._run(job)
+        if job.interruptions >= self.policy.max_interruptions:
+            return Outcome.gave_up(job.interruptions)
+        outcome = self._run_full(job, started)
         if requests and job.id in requests and outcome.kind in _ENDED:
             return cancelled(outcome)
         return outcome
 
-    def _run(self, job: Job) -> Outcome:
-        started = _clock()
-        if log.isEnabledFor(_DEBUG):
-            log.debug("Job %s (id=%s) RUNNING", job.name, job.id, extra={"action": "start_job"})
-        if job.interruptions >= self.policy.max_interruptions:
-            return Outcome.gave_up(job.interruptions)
-        plain = None
-        if self.job_timeout is None and self.alarm is None:
-            try:
-                plain = serialize.plain_call(job.handler, self.config.allowed_modules)
-            except Exception as exc:
-                return _unloadable(exc, job.handler)
-        if plain is None or getattr(plain[0], "tinydj_outcome", None) is not None:
-            return self._run_full(job, started)
-        # The common case: a function without options, results or deadline,
-        # called here as ``current_job()`` (a Task's function directly).
-        fn, args, kwargs = plain
-        token = _enter((job, self._running))
-        try:
-            value = (fn.fn if type(fn) is Task else fn)(*args, **kwargs)
-        except (Exception, SystemExit) as exc:  # sys.exit() in a job fails it
-            return self._failure(job, None, None, exc, _clock() - started)
-        finally:
-            _leave(token)
-        if value is not None:
-            try:
-                complete(self._watched(value, job))
-            except (Exception, SystemExit) as exc:
-                return self._failure(job, None, None, exc, _clock() - started)
-        return Outcome.success(_clock() - started)
-
     def _run_full(self, job: Job, started: float) -> Outcome:
-        """``_run`` of any handler: hooks, results tracker, deadline."""
+        """Load and run any handler: hooks, results tracker, deadline."""
         try:
             call = serialize.load(
                 job.handler,

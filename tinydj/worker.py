@@ -176,6 +176,7 @@ class Worker:
             queues=self.queues,
             batch_size=self.batch_size,
             execute=self._executor.run,
+            refresh=self._executor.refresh,
             count=self._presence.count,
             stopping=self._stopping,
             now=self._now,
