@@ -530,3 +530,24 @@ def test_the_first_ctrl_c_says_at_once_what_the_worker_waits_for(
         cfg.store.close()
     assert read_lines(out) == ["start", "done"]
     assert tinydj.list_jobs() == []
+
+
+def test_a_success_is_timed_while_its_log_line_is_wanted(
+    config: tinydj.Config, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    from tinydj.outcome import Kind
+
+    worker = tinydj.Worker(config=config)
+    executor = worker._executor
+    job = sample_jobs.record.send_later("a")
+    with caplog.at_level(logging.WARNING, logger="tinydj"):
+        executor.refresh()  # what the runner does before each batch
+        quiet = executor.run(job)
+    with caplog.at_level(logging.INFO, logger="tinydj"):
+        executor.refresh()
+        timed = executor.run(job)
+    assert quiet.kind is timed.kind is Kind.SUCCEEDED
+    assert quiet.seconds == 0.0 and timed.seconds > 0.0
+    with caplog.at_level(logging.INFO, logger="tinydj"):
+        assert worker.work_off() == (1, 0)
+    assert any("COMPLETED after" in r.getMessage() for r in caplog.records)

@@ -28,7 +28,9 @@ from .timeouts import MainThreadAlarm, complete, run_with_timeout
 __all__ = ["Executor", "call_hook", "call_hook_guarded", "cancelled"]
 
 log = logging.getLogger("tinydj.worker")
-_DEBUG = logging.DEBUG
+_DEBUG, _INFO = logging.DEBUG, logging.INFO
+#: The outcome of every common job that succeeds while no INFO line is logged.
+_UNTIMED = Outcome.success(0.0)
 _clock = time.perf_counter
 _enter, _leave = current.enter, current.leave
 
@@ -118,12 +120,14 @@ class Executor:
         self.alarm: MainThreadAlarm | None = None
         self._worker = str(getattr(owner, "name", ""))
         self._running = current.running(self._worker)
-        self._debug = log.isEnabledFor(_DEBUG)
+        self._debug = self._timed = True
+        self.refresh()
 
     def refresh(self) -> None:
-        """Read again what applies to the next jobs (is DEBUG logged?): the
-        runner calls it once per batch."""
+        """Read again what applies to the next jobs (is DEBUG logged? is a
+        success's duration logged?): the runner calls it once per batch."""
         self._debug = log.isEnabledFor(_DEBUG)
+        self._timed = log.isEnabledFor(_INFO)
 
     def run(self, job: Job) -> Outcome:
         """Run ``job``; ``ShutdownInterrupt`` and ``KeyboardInterrupt`` pass through.
@@ -155,7 +159,8 @@ class Executor:
                 _leave(token)
             if value is not None:
                 complete(self._watched(value, job))
-            outcome = Outcome.success(_clock() - started)
+            # Its duration is only logged (completer, INFO): read if it will be.
+            outcome = Outcome.success(_clock() - started) if self._timed else _UNTIMED
         except (Exception, SystemExit) as exc:  # sys.exit() in a job fails it
             outcome = self._failure(job, None, None, exc, _clock() - started)
         if requests and job.id in requests:  # arrived while it ran
