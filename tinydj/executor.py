@@ -154,7 +154,9 @@ class Executor:
         try:
             token = _enter((job, self._running))
             try:
-                value = (fn.fn if type(fn) is Task else fn)(*args, **kwargs)
+                if type(fn) is Task:
+                    fn = fn.fn
+                value = fn(*args, **kwargs) if kwargs else fn(*args)
             finally:
                 _leave(token)
             if value is not None:

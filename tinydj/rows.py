@@ -252,50 +252,52 @@ def _fast(row: Sequence[Any]) -> Job:
     )
 
 
-def _fast_reserved(row: Sequence[Any], worker: str, now: datetime) -> Job:
-    """``_fast`` for a row of ``RESERVED_COLUMNS``."""
-    i, priority, attempts, handler, error, run_at, reoccur_in, last_run_at = row[:8]
-    created_at, updated_at, queue, key, stops = row[8:]
-    handler, queue, reoccur_in = _checked((priority, attempts, stops), handler, queue, reoccur_in)
-    run_at, created_at, updated_at = _times(run_at, created_at, updated_at)
-    return assemble(
-        i,
-        priority,
-        attempts,
-        handler,
-        None if error is None else _s(error),
-        run_at,
-        now,
-        worker,
-        None,
-        reoccur_in,
-        None if last_run_at is None else _t(last_run_at),
-        created_at,
-        updated_at,
-        queue,
-        None if key is None else _s(key),
-        stops,
-        None,
-    )
-
-
 #: Where each of ``RESERVED_COLUMNS`` goes in a full row.
 _RESERVED_AT = tuple(COLUMNS.index(c) for c in RESERVED_COLUMNS)
 
 
-def read_reserved(row: Sequence[object], worker: str, now: datetime) -> Job:
+def read_reserved(row: Sequence[Any], worker: str, now: datetime) -> Job:
     """The ``Job`` of a row the worker's reservation returned
     (``RESERVED_COLUMNS``): ``locked_at`` is ``now``, ``locked_by`` is
     ``worker``, ``failed_at`` and ``concurrency_key`` are None (the reservation
     takes only such rows). ``UnreadableRow`` like ``read``."""
-    try:
-        return _fast_reserved(row, worker, now)
+    try:  # the common case, well-formed rows, in one pass (as ``_fast``)
+        (i, priority, attempts, handler, error, run_at, reoccur_in, last_run_at, created_at,
+         updated_at, queue, key, stops) = row  # fmt: skip
+        handler, queue, reoccur_in = _checked(
+            (priority, attempts, stops), handler, queue, reoccur_in
+        )
+        run_at, created_at, updated_at = _times(run_at, created_at, updated_at)
+        return assemble(
+            i,
+            priority,
+            attempts,
+            handler,
+            None if error is None else _s(error),
+            run_at,
+            now,
+            worker,
+            None,
+            reoccur_in,
+            None if last_run_at is None else _t(last_run_at),
+            created_at,
+            updated_at,
+            queue,
+            None if key is None else _s(key),
+            stops,
+            None,
+        )
     except Exception:  # the careful path, on the full row
-        full: list[object] = [None] * len(COLUMNS)
-        for at, value in zip(_RESERVED_AT, row, strict=True):
-            full[at] = value
-        full[_LOCKED_AT], full[_LOCKED_BY] = now, worker
-        return _convert(full, lenient=False)
+        return _careful_reserved(row, worker, now)
+
+
+def _careful_reserved(row: Sequence[Any], worker: str, now: datetime) -> Job:
+    """``read_reserved`` column by column (``read``'s careful path)."""
+    full: list[object] = [None] * len(COLUMNS)
+    for at, value in zip(_RESERVED_AT, row, strict=True):
+        full[at] = value
+    full[_LOCKED_AT], full[_LOCKED_BY] = now, worker
+    return _convert(full, lenient=False)
 
 
 _LOCKED_AT, _LOCKED_BY = COLUMNS.index("locked_at"), COLUMNS.index("locked_by")
