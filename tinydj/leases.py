@@ -100,11 +100,13 @@ class LeaseKeeper:
 
     def hold(self, ids: Iterable[int], *, since: float) -> None:
         """``ids`` were just reserved by a statement sent at ``since``."""
+        held = dict.fromkeys(ids, since)
         with self._lock:
-            for job_id in ids:
-                self._confirmed[job_id] = since
-                self._started.discard(job_id)
-                self._lost.discard(job_id)
+            self._confirmed.update(held)
+            if self._started:
+                self._started.difference_update(held)
+            if self._lost:
+                self._lost.difference_update(held)
 
     def begin(self, job_id: int) -> bool:
         """True if the job may start now (its lease is held); False if it is
@@ -181,10 +183,12 @@ class LeaseKeeper:
         """The worker no longer holds ``ids`` (finished, released)."""
         ids = tuple(ids)
         with self._lock:
+            confirmed = self._confirmed
             for job_id in ids:
-                self._confirmed.pop(job_id, None)
-                self._started.discard(job_id)
-                self._lost.discard(job_id)
+                confirmed.pop(job_id, None)
+            self._started.difference_update(ids)
+            if self._lost:
+                self._lost.difference_update(ids)
         current.forget(self.worker, ids)
 
     def held(self) -> list[int]:
