@@ -101,14 +101,14 @@ def profile(url: str, args: argparse.Namespace) -> int:
 
     worker = tinydj.Worker(threads=1, config=config)
     last_job: dict[str, float] = {}
-    perform = worker._perform
+    execute = worker._batches._execute
 
-    def perform_and_stamp(job: Any) -> bool:
-        ok = perform(job)
+    def execute_and_stamp(job: Any) -> Any:
+        outcome = execute(job)
         last_job["t"] = time.perf_counter()
-        return bool(ok)
+        return outcome
 
-    worker._perform = perform_and_stamp  # type: ignore[method-assign]
+    worker._batches._execute = execute_and_stamp
     profiler = cProfile.Profile() if args.cprofile else None
     started = time.perf_counter()
     if profiler:
