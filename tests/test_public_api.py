@@ -37,6 +37,7 @@ def test_public_names_are_pinned() -> None:
             "retry_job",
             "schedule",
             "send_later",
+            "sqlalchemy_url",
             "stats",
             "using",
         ]
