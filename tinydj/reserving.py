@@ -13,6 +13,7 @@ a SELECT of the rows. A reserved row that cannot be read is failed here, alone.
 from __future__ import annotations
 
 import logging
+import operator
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 __all__ = ["Reservations"]
 
 log = logging.getLogger("tinydj.store")
+_RUN_ORDER = operator.attrgetter("priority", "run_at", "id")
 
 
 def _chunks(ids: Sequence[int]) -> Iterator[Sequence[int]]:
@@ -86,7 +88,7 @@ class Reservations:
 
         full, slim = self._run(go)
         jobs = self._readable(full, worker, now) + self._readable(slim, worker, now, slim=True)
-        jobs.sort(key=lambda j: (j.priority, j.run_at, j.id))
+        jobs.sort(key=_RUN_ORDER)
         return jobs
 
     def _due_ids(
