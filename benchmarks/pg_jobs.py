@@ -344,22 +344,27 @@ def batched_worker(url: str, ready: Callable[[], None], options: dict[str, Any])
     conn.autocommit = True
     cur = conn.cursor()
     name = f"batched-{os.getpid()}"
-    loads, functions = json.loads, BATCHED_FUNCTIONS
     ready()
-    done: list[int] = []
     try:
-        while True:
-            cur.execute(BATCHED_STEP, (done, name))
-            rows = cur.fetchall()
-            if not rows:
-                return
-            done = []
-            for job_id, payload in rows:
-                job = loads(payload)
-                functions[job["f"]](*job["args"])
-                done.append(job_id)
+        _batches(cur, name, [])
     finally:
         conn.close()
+
+
+def _batches(cur: Any, name: str, done: list[int]) -> list[int]:
+    """Run ``BATCHED_STEP`` and the jobs it returns until a batch comes back
+    empty; the ids finished last (deleted by the next step)."""
+    loads, functions = json.loads, BATCHED_FUNCTIONS
+    while True:
+        cur.execute(BATCHED_STEP, (done, name))
+        rows = cur.fetchall()
+        if not rows:
+            return done
+        done = []
+        for job_id, payload in rows:
+            job = loads(payload)
+            functions[job["f"]](*job["args"])
+            done.append(job_id)
 
 
 def batched_probe(cur: Any, t0: float, port: int) -> None:
@@ -381,7 +386,6 @@ def batched_listener(url: str, stop: Callable[[], bool]) -> None:
     cur = conn.cursor()
     cur.execute("LISTEN bjobs")
     name = f"listener-{os.getpid()}"
-    loads, functions = json.loads, BATCHED_FUNCTIONS
     done: list[int] = []
     look = True  # jobs may have come before the LISTEN
     try:
@@ -391,16 +395,7 @@ def batched_listener(url: str, stop: Callable[[], bool]) -> None:
             look = False
             conn.poll()
             conn.notifies.clear()
-            while True:
-                cur.execute(BATCHED_STEP, (done, name))
-                rows = cur.fetchall()
-                if not rows:
-                    break
-                done = []
-                for job_id, payload in rows:
-                    job = loads(payload)
-                    functions[job["f"]](*job["args"])
-                    done.append(job_id)
+            done = _batches(cur, name, done)
     finally:
         conn.close()
 

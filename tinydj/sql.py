@@ -13,8 +13,6 @@ On SQLite the columns are read in a form that cannot raise in the driver
 
 from __future__ import annotations
 
-import itertools
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -291,7 +289,9 @@ class Statements:
         ``send_later_many``). SQLite: one multi-row VALUES, ``n <=
         BATCH_ROWS``: (priority, run_at, queue, now, *handlers). Postgres: any
         ``n``, the handlers as one array, returning the ids: (priority, run_at,
-        queue, now, now, handlers)."""
+        queue, now, now, handlers). (Plain markers on SQLite, the shared values
+        given per row: Python 3.12 deprecates numbered ones with a sequence,
+        and 3.14 refuses them.)"""
 
         def build() -> str:
             if self.dialect is POSTGRES:
@@ -299,9 +299,7 @@ class Statements:
                     f"{_INSERT_BATCH} SELECT ?, 0, h, ?, ?, ?, ? "
                     "FROM unnest(?::text[]) AS h RETURNING id"
                 )
-            # ?NNN: each shared value bound once.
-            rows = ", ".join(f"(?1, 0, ?{i}, ?2, ?3, ?4, ?4)" for i in range(5, n + 5))
-            return f"{_INSERT_BATCH} VALUES {rows}"
+            return f"{_INSERT_BATCH} VALUES {', '.join(['(?, 0, ?, ?, ?, ?, ?)'] * n)}"
 
         return self._cached(("insert_batch", n if self.dialect is SQLITE else 0), build)
 
@@ -358,9 +356,8 @@ class Statements:
 
         def build() -> str:
             if queues == 1 and self.dialect is SQLITE:
-                return _numbered(
-                    f"{self._lock_prefix()}({_due_in_one_queue(excluded)}) RETURNING {self._slim}"
-                )
+                chosen = _due_in_one_queue(excluded)
+                return f"{self._lock_prefix()}({chosen}) RETURNING {self._slim}"
             if self.limits(queues) == 2:
                 chosen = _due_per_priority(excluded, one_queue=queues == 1)
             else:
@@ -536,33 +533,24 @@ def _due_per_priority(excluded: int, due: str = _DUE, *, one_queue: bool = False
 
 
 def _due_in_one_queue(excluded: int) -> str:
-    """``_due`` for SQLite and one queue, as ``(now, expired_before, queue,
-    *excluded, limit)`` (the positions after the lock's two; ``_numbered``
-    numbers the plain markers). ``(queue, priority, run_at, id)`` walked from
+    """``_due`` for SQLite and one queue: (now, expired_before, queue,
+    *excluded, limit). ``(queue, priority, run_at, id)`` walked from
     ``queue = ?`` would read every future row of the queue (SQLite skips
     only leading columns of an index); instead a recursive CTE seeks the
-    queue's distinct priorities (``MIN`` above the last one) and SQLite
-    takes ``priority IN`` them in index order, each a ``run_at <= now`` seek,
-    with no sort. ``?5`` is the queue."""
+    distinct priorities of the ready rows (``MIN`` above the last one, in
+    ``delayed_jobs_ready``) and SQLite takes ``priority IN`` them in index
+    order, each a ``queue = ? AND run_at <= now`` seek, with no sort. (A
+    priority without jobs of the queue costs one empty seek.)"""
     paused = f" AND queue NOT IN {_in_list(excluded)}" if excluded else ""
     return (
         "WITH RECURSIVE p (priority) AS ("
-        f"SELECT MIN(priority) FROM {TABLE} WHERE {_READY} AND queue = ?5 "
+        f"SELECT MIN(priority) FROM {TABLE} WHERE {_READY} "
         f"UNION ALL SELECT (SELECT MIN(d.priority) FROM {TABLE} d WHERE d.failed_at IS NULL "
-        "AND d.concurrency_key IS NULL AND d.queue = ?5 AND d.priority > p.priority) "
+        "AND d.concurrency_key IS NULL AND d.priority > p.priority) "
         "FROM p WHERE p.priority IS NOT NULL) "
-        f"SELECT id FROM {TABLE} WHERE {_READY} AND queue = ?5 "
-        f"AND priority IN (SELECT priority FROM p) AND {_DUE}{paused} "
-        "ORDER BY priority, run_at, id LIMIT ?"
+        f"SELECT id FROM {TABLE} WHERE {_READY} AND {_DUE} AND queue = ?{paused} "
+        "AND priority IN (SELECT priority FROM p) ORDER BY priority, run_at, id LIMIT ?"
     )
-
-
-def _numbered(sql: str) -> str:
-    """Number SQLite's plain ``?`` markers in order, skipping the numbers
-    already written (``?5``), so that one parameter can be used twice."""
-    taken = {int(n) for n in re.findall(r"\?(\d+)", sql)}
-    numbers = (n for n in itertools.count(1) if n not in taken)
-    return re.sub(r"\?(?!\d)", lambda _: f"?{next(numbers)}", sql)
 
 
 def _upsert_sets(d: Dialect, replace: bool = False) -> str:

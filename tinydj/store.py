@@ -194,10 +194,14 @@ class Store:
                 params = (*shared, shared[-1], handlers[i : i + ARRAY_ROWS])
                 ids.extend(r[0] for r in self._execute(self.sql.insert_batch(0), params))
             return ids
+        priority, run_at, queue, t = shared
         done = 0
         while done < n:  # BATCH_ROWS at a time, then the rest in powers of two
             size = min(BATCH_ROWS, 1 << ((n - done).bit_length() - 1))
-            self._execute(self.sql.insert_batch(size), (*shared, *handlers[done : done + size]))
+            values = [
+                v for h in handlers[done : done + size] for v in (priority, h, run_at, queue, t, t)
+            ]
+            self._execute(self.sql.insert_batch(size), values)
             done += size
         # Under the write lock rowids are handed out in sequence.
         last = self._execute(self.sql.last_rowid).fetchone()[0]
