@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import logging
 import operator
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from . import rows
 from .job import Job
-from .sql import CHUNK, MYSQL, POSTGRES
+from .sql import CHUNK, MYSQL, POSTGRES, chunks
 
 if TYPE_CHECKING:
     from .store import Store
@@ -29,11 +29,6 @@ __all__ = ["Reservations"]
 
 log = logging.getLogger("tinydj.store")
 _RUN_ORDER = operator.attrgetter("priority", "run_at", "id")
-
-
-def _chunks(ids: Sequence[int]) -> Iterator[Sequence[int]]:
-    for i in range(0, len(ids), CHUNK):
-        yield ids[i : i + CHUNK]
 
 
 class Reservations:
@@ -188,7 +183,7 @@ class Reservations:
 
     def _ack(self, worker: str, ids: Sequence[int]) -> int:
         deleted = 0
-        for part in _chunks(ids):
+        for part in chunks(ids):
             deleted += self._execute(self.sql.ack(len(part)), (worker, *part)).rowcount
         self._count_acked(worker, len(ids), deleted)
         return deleted

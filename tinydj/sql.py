@@ -13,7 +13,7 @@ On SQLite the columns are read in a form that cannot raise in the driver
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -167,6 +167,12 @@ def _safe_column(name: str) -> str:
     return f'CAST("{name}" AS BLOB)'
 
 
+def chunks(ids: Sequence[int]) -> Iterator[Sequence[int]]:
+    """``ids`` in parts of at most ``CHUNK`` (for ``IN`` lists)."""
+    for i in range(0, len(ids), CHUNK):
+        yield ids[i : i + CHUNK]
+
+
 def _in_list(n: int) -> str:
     return "(" + ", ".join(["?"] * n) + ")"
 
@@ -302,12 +308,6 @@ class Statements:
             return f"{_INSERT_BATCH} VALUES {', '.join(['(?, 0, ?, ?, ?, ?, ?)'] * n)}"
 
         return self._cached(("insert_batch", n if self.dialect is SQLITE else 0), build)
-
-    def due(self, queues: int, excluded: int = 0) -> str:
-        """The ids of due jobs in run order (MySQL's first step):
-        (now, expired_before, *queues, *excluded, limit)."""
-        skip = self.dialect.skip_locked
-        return self._cached(("due", queues, excluded), lambda: _due(queues, skip, excluded))
 
     def next_priority(self, queue: bool, above: bool) -> str:
         """The lowest priority of a ready row (of one ``queue``), ``above`` a

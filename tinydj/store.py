@@ -14,7 +14,7 @@ order right), ``datetime`` objects elsewhere.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from itertools import repeat
 from operator import itemgetter
@@ -33,7 +33,6 @@ from .schema import Schema
 from .sql import (
     ARRAY_ROWS,
     BATCH_ROWS,
-    CHUNK,
     INSERT_ROWS,
     MYSQL,
     PLAIN_COLUMNS,
@@ -41,6 +40,7 @@ from .sql import (
     SQLITE,
     Dialect,
     Statements,
+    chunks,
     dialect_for,
 )
 from .states import StateQueries
@@ -55,11 +55,6 @@ _COLS = PLAIN_COLUMNS
 #: (all but the handler), and its handler.
 _SHAPE = itemgetter(1, 2, 3, 4, 5, 6)
 _HANDLER = itemgetter(0)
-
-
-def _chunks(ids: Sequence[int]) -> Iterator[Sequence[int]]:
-    for i in range(0, len(ids), CHUNK):
-        yield ids[i : i + CHUNK]
 
 
 class Store:
@@ -338,7 +333,7 @@ class Store:
     def _each_chunk(self, ids: Sequence[int], statement: Callable[[int], str], *head: Any) -> int:
         def go() -> int:
             count = 0
-            for part in _chunks(ids):
+            for part in chunks(ids):
                 count += self._execute(statement(len(part)), (*head, *part)).rowcount
             return count
 
@@ -358,7 +353,7 @@ class Store:
 
         def go() -> set[int]:
             requested: set[int] = set()
-            for part in _chunks(ids):
+            for part in chunks(ids):
                 sql = self.sql.cancel_requested(len(part))
                 requested.update(int(r[0]) for r in self._execute(sql, (worker, *part)))
             return requested
