@@ -16,8 +16,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from itertools import repeat
-from operator import itemgetter
 from typing import Any
 
 import peewee
@@ -25,18 +23,15 @@ import peewee
 from . import rows
 from .connection import SQLITE_BUSY_BUDGET, Connection
 from .doorbell import Doorbell
+from .inserting import Inserts
 from .job import Job, NewJob
 from .listener import Listener
 from .models import make_model
 from .reserving import Reservations
 from .schema import Schema
 from .sql import (
-    ARRAY_ROWS,
-    BATCH_ROWS,
-    INSERT_ROWS,
     MYSQL,
     PLAIN_COLUMNS,
-    POSTGRES,
     SQLITE,
     Dialect,
     Statements,
@@ -51,10 +46,6 @@ log = logging.getLogger(__name__)
 
 #: The columns in ``COLUMNS`` order, as SQL (kept for scripts that used it).
 _COLS = PLAIN_COLUMNS
-#: What a ``NewJob`` shares with the other rows of one call's bulk insert
-#: (all but the handler), and its handler.
-_SHAPE = itemgetter(1, 2, 3, 4, 5, 6)
-_HANDLER = itemgetter(0)
 
 
 class Store:
@@ -89,6 +80,7 @@ class Store:
         #: The command line's by-state queries (``tinydj.states``).
         self.states = StateQueries(self)
         self._reservations = Reservations(self)
+        self._inserts = Inserts(self)
 
     # -- wake-up of workers in this process ----------------------------------
 
@@ -123,84 +115,11 @@ class Store:
         """A LISTEN connection that wakes idle workers (Postgres), else None."""
         return Listener(self.db, self.dialect.channel) if self.dialect.channel else None
 
-    # -- enqueue -----------------------------------------------------------
+    # -- enqueue (``inserting.Inserts``) -------------------------------------
 
     def insert(self, jobs: Sequence[NewJob], now: datetime) -> list[Job]:
         """Insert new jobs in one transaction; return them with their ids."""
-        if not jobs:
-            return []
-        if not self._schema._ready:
-            self._schema.ensure()
-        t = self._t(now)
-        if len(jobs) == 1:
-            job = jobs[0]
-            params = job.params(t, t if job.run_at is now else self._t(job.run_at))
-            job_id = self._run(lambda: self._insert_one(params))
-            self._inserted()
-            return [job.inserted(job_id, now)]
-        ids = self._run(lambda: self._insert_many(jobs, now, t))
-        self._inserted()
-        return list(map(NewJob.inserted, jobs, ids, repeat(now)))
-
-    def _insert_one(self, params: Sequence[Any]) -> int:
-        if self.dialect.returning and not self.dialect.text_times:
-            return int(self._execute(self.sql.insert_returning_id, params).fetchone()[0])
-        return int(self._execute(self.sql.insert, params).lastrowid)
-
-    def _insert_many(self, jobs: Sequence[NewJob], now: datetime, t: Any) -> list[int]:
-        first = jobs[0]
-        shape = _SHAPE(first)
-        if (
-            self.dialect is not MYSQL
-            and first.key is None
-            and first.reoccur_in is None
-            and first.concurrency_key is None
-            and all(map(shape.__eq__, map(_SHAPE, jobs)))
-        ):  # one call's bulk: only the handlers differ
-            shared = (first.priority, t if first.run_at is now else self._t(first.run_at))
-            if self.dialect is POSTGRES and len(jobs) <= ARRAY_ROWS:  # one statement
-                return self._insert_batch((*shared, first.queue, t), jobs)
-            with self.connection.transaction():
-                return self._insert_batch((*shared, first.queue, t), jobs)
-        params = [j.params(t, t if j.run_at is now else self._t(j.run_at)) for j in jobs]
-        with self.connection.transaction():
-            if self.dialect.text_times:
-                # Under the write lock rowids are handed out in sequence.
-                self.connection.executemany(self.sql.insert, params)
-                last = self._execute(self.sql.last_rowid).fetchone()[0]
-                return list(range(last - len(params) + 1, last + 1))
-            if not self.dialect.returning:
-                return [self._execute(self.sql.insert, p).lastrowid for p in params]
-            ids: list[int] = []
-            for i in range(0, len(params), INSERT_ROWS):
-                part = params[i : i + INSERT_ROWS]
-                flat = [v for p in part for v in p]
-                cursor = self._execute(self.sql.insert_rows(len(part)), flat)
-                ids.extend(r[0] for r in cursor.fetchall())
-            return ids
-
-    def _insert_batch(self, shared: tuple[Any, ...], jobs: Sequence[NewJob]) -> list[int]:
-        """Insert rows that differ only in their handler (``Statements.insert_batch``)."""
-        handlers = list(map(_HANDLER, jobs))
-        n = len(handlers)
-        if self.dialect is POSTGRES:
-            ids: list[int] = []
-            for i in range(0, n, ARRAY_ROWS):
-                params = (*shared, shared[-1], handlers[i : i + ARRAY_ROWS])
-                ids.extend(r[0] for r in self._execute(self.sql.insert_batch(0), params))
-            return ids
-        priority, run_at, queue, t = shared
-        done = 0
-        while done < n:  # BATCH_ROWS at a time, then the rest in powers of two
-            size = min(BATCH_ROWS, 1 << ((n - done).bit_length() - 1))
-            values = [
-                v for h in handlers[done : done + size] for v in (priority, h, run_at, queue, t, t)
-            ]
-            self._execute(self.sql.insert_batch(size), values)
-            done += size
-        # Under the write lock rowids are handed out in sequence.
-        last = self._execute(self.sql.last_rowid).fetchone()[0]
-        return list(range(last - n + 1, last + 1))
+        return self._inserts.insert(jobs, now)
 
     def insert_unique(self, job: NewJob, now: datetime) -> Job:
         """Insert a job with a unique ``key``, or return the row holding that key.
@@ -209,20 +128,7 @@ class Store:
         (MySQL): the unique index on ``key`` decides, whatever the number of
         processes enqueueing at once. The existing row is returned unchanged.
         """
-        self.ensure_schema()
-        t = self._t(now)
-        params = job.params(t, self._t(job.run_at))
-
-        def go() -> Any:
-            if self.dialect.returning:
-                return self._execute(self.sql.insert_unique_returning, params).fetchone()
-            with self.connection.transaction():
-                self._execute(self.sql.insert_unique, params)
-                return self._execute(self.sql.select_by_key, (job.key,)).fetchone()
-
-        row = self._run(go)
-        self._inserted()
-        return rows.read_lenient(row)
+        return self._inserts.insert_unique(job, now)
 
     def upsert(
         self, job: NewJob, now: datetime, soonest: datetime, *, replace: bool = False
@@ -234,22 +140,7 @@ class Store:
         ``replace``, a changed spec sets ``run_at`` to ``soonest``: a new cron
         spec's first fire time).
         """
-        self.ensure_schema()
-        t = self._t(now)
-        params = (*job.params(t, self._t(job.run_at)), self._t(soonest))
-        sql = self.sql.replace if replace else self.sql.upsert
-        returning = self.sql.replace_returning if replace else self.sql.upsert_returning
-
-        def go() -> Any:
-            if self.dialect.returning:
-                return self._execute(returning, params).fetchone()
-            with self.connection.transaction():
-                self._execute(sql, params)
-                return self._execute(self.sql.select_by_key, (job.key,)).fetchone()
-
-        row = self._run(go)
-        self._inserted()
-        return rows.read_lenient(row)
+        return self._inserts.upsert(job, now, soonest, replace=replace)
 
     # -- the worker's side -------------------------------------------------
 
