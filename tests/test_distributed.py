@@ -390,14 +390,13 @@ def _reserve_statement(
     now = now_utc()
     t_now = store._t(now)
     expired = store._t(now - timedelta(seconds=30))
-    limits = (limit,) * store.sql.limits(len(queues))
     if store.dialect is POSTGRES:
-        done = [-1, -2, -3]
+        done = "{-1,-2,-3}"
         sql = store.sql.reserve_acking(len(queues))
         worker = "explain-worker"
-        return sql, (worker, done, t_now, worker, t_now, expired, done, *queues, *limits)
-    due_params = (t_now, expired, *queues)
-    return store.sql.reserve(len(queues)), (t_now, "explain-worker", *due_params, *limits)
+        return sql, store.sql.reserve_acking_params(worker, done, t_now, expired, queues, (), limit)
+    params = store.sql.reserve_params("explain-worker", t_now, expired, queues, (), limit)
+    return store.sql.reserve(len(queues)), params
 
 
 def _plan_nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
@@ -469,7 +468,13 @@ def _rows(node: dict[str, Any]) -> int:
 
 
 def _pg_fill(
-    db: peewee.Database, rows: int, *, priority: int, due: bool, failed: bool = False
+    db: peewee.Database,
+    rows: int,
+    *,
+    priority: int,
+    due: bool,
+    failed: bool = False,
+    queue: str = "default",
 ) -> None:
     """Insert ``rows`` jobs in one statement: due (run_at in the past) or in the future."""
     utc = "(now() AT TIME ZONE 'utc')"
@@ -479,7 +484,7 @@ def _pg_fill(
         else f"{utc} + make_interval(secs => 3600 + g)"
     )
     db.execute_sql(
-        f"{_INSERT} SELECT {priority}, {25 if failed else 0}, {_HANDLER}, {run_at}, 'default', "
+        f"{_INSERT} SELECT {priority}, {25 if failed else 0}, {_HANDLER}, {run_at}, '{queue}', "
         f"NULL, NULL, {utc}, {utc}, {utc if failed else 'NULL'} "
         f"FROM generate_series(1, {rows}) AS g"
     )
@@ -571,15 +576,49 @@ def test_postgres_reserve_of_one_queue_seeks_among_future_rows(live_pg: tinydj.C
     )
 
 
+@pytest.mark.postgres
+@pytest.mark.timeout(60)
+def test_postgres_reserve_of_several_queues_seeks_each_queue(live_pg: tinydj.Config) -> None:
+    """A worker of several queues: candidates from a seek per queue and
+    priority, then the lock; neither the listed queues' future rows nor the
+    due rows of other queues are read."""
+    db, store = live_pg.database, live_pg.store
+    queues = ("default", "mail")
+    _pg_fill(db, 100, priority=0, due=True)
+    _pg_fill(db, 5, priority=0, due=True, queue="mail")
+    db.execute_sql("ANALYZE delayed_jobs")
+    base_plan, _ = _pg_explain(db, store, 10, queues)
+    _pg_fill(db, 100_000, priority=0, due=False)
+    _pg_fill(db, 50_000, priority=-10, due=False, queue="mail")
+    _pg_fill(db, 50_000, priority=0, due=True, queue="other")
+    db.execute_sql("ANALYZE delayed_jobs")
+    plan, text = _pg_explain(db, store, 10, queues)
+    nodes = list(_plan_nodes(plan))
+    assert not [n for n in nodes if n["Node Type"] == "Seq Scan"], text
+    found, base = _blocks(_finding(plan)), _blocks(_finding(base_plan))
+    # Each of the 15 candidates (10 of one queue, 5 of the other) is then read
+    # by id: an index descent and a heap page, a few blocks each.
+    assert found <= base + 6 * 15, (
+        f"finding 10 due rows of two queues read {found} blocks among 200,000 rows that are "
+        f"not due or of another queue, {base} without them:\n{text}"
+    )
+
+
 def _sqlite_fill(
-    db: peewee.Database, rows: int, *, priority: int, due: bool, failed: bool = False
+    db: peewee.Database,
+    rows: int,
+    *,
+    priority: int,
+    due: bool,
+    failed: bool = False,
+    queue: str = "default",
 ) -> None:
     sign, base = ("-", 86400) if due else ("+", 3600)
     stamp = f"strftime('%Y-%m-%d %H:%M:%f000', 'now', '{sign}' || ({base} + n) || ' seconds')"
     now = "strftime('%Y-%m-%d %H:%M:%f000', 'now')"
     db.execute_sql(
         f"WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < {rows}) "
-        f"{_INSERT} SELECT {priority}, {25 if failed else 0}, {_HANDLER}, {stamp}, 'default', "
+        f"{_INSERT} SELECT {priority}, {25 if failed else 0}, {_HANDLER}, {stamp}, '{queue}', "
         f"NULL, NULL, {now}, {now}, {now if failed else 'NULL'} FROM g"
     )
 
@@ -673,8 +712,44 @@ def test_sqlite_reserve_of_one_queue_seeks_among_rows_that_are_not_due(sqlite_ur
         db.close()
 
 
+@pytest.mark.timeout(60)
+def test_sqlite_reserve_of_several_queues_seeks_each_queue(sqlite_url: str) -> None:
+    """A worker of several queues (``--queue default --queue mail``): one seek
+    per queue, merged; neither the listed queues' future rows nor the due
+    rows of other queues are read."""
+    cfg = tinydj.configure(sqlite_url)
+    db, store = cfg.database, cfg.store
+    queues = ("default", "mail")
+    try:
+        store.ensure_schema()
+        _sqlite_fill(db, 100, priority=0, due=True)
+        _sqlite_fill(db, 5, priority=0, due=True, queue="mail")
+        _, small = _sqlite_reserve_cost(db, store, 10, queues)
+        _sqlite_fill(db, 100_000, priority=0, due=False)
+        _sqlite_fill(db, 50_000, priority=-10, due=False, queue="mail")
+        # due earlier than every listed job: a walk in run order reads them first
+        _sqlite_fill(db, 50_000, priority=0, due=True, queue="other")
+        assert row_count(db) == 200_105
+        plan, steps = _sqlite_reserve_cost(db, store, 10, queues)
+        text = "\n".join(plan)
+        assert sum("queue=? AND priority=? AND run_at<?" in line for line in plan) == 2, text
+        assert steps <= 2 * small + 20, (
+            f"reserving took {steps * 100} VM steps among 200,000 rows that are not due "
+            f"or of other queues, {small * 100} among 105 rows:\n{text}"
+        )
+    finally:
+        cfg.store.close()
+        db.close()
+
+
 def _mysql_fill(
-    db: peewee.Database, rows: int, *, priority: int, due: bool, failed: bool = False
+    db: peewee.Database,
+    rows: int,
+    *,
+    priority: int,
+    due: bool,
+    failed: bool = False,
+    queue: str = "default",
 ) -> None:
     now = "UTC_TIMESTAMP(6)"
     run_at = (
@@ -682,12 +757,14 @@ def _mysql_fill(
     )
     db.execute_sql(
         f"{_INSERT.replace(chr(34), '`')} SELECT {priority}, {25 if failed else 0}, {_HANDLER}, "
-        f"{run_at}, 'default', NULL, NULL, {now}, {now}, {now if failed else 'NULL'} "
+        f"{run_at}, '{queue}', NULL, NULL, {now}, {now}, {now if failed else 'NULL'} "
         f"FROM seq_1_to_{rows}"
     )
 
 
-def _mysql_reserve_cost(db: peewee.Database, store: Store, limit: int) -> tuple[str, int, int]:
+def _mysql_reserve_cost(
+    db: peewee.Database, store: Store, limit: int, queues: list[str] | None = None
+) -> tuple[str, int, int]:
     """(EXPLAIN of the locking select of priority 0, index entries read by a
     whole reservation, jobs it took) on MySQL, whose reservation is
     ``MIN(priority)`` seeks, that SELECT ... FOR UPDATE SKIP LOCKED per priority,
@@ -709,7 +786,7 @@ def _mysql_reserve_cost(db: peewee.Database, store: Store, limit: int) -> tuple[
 
     with db.atomic() as tx:
         before = reads()
-        got = store.reserve("probe", now, expired, None, limit)
+        got = store.reserve("probe", now, expired, queues, limit)
         used = reads() - before
         tx.rollback()
     return plan, used, len(got)
@@ -772,6 +849,23 @@ def test_mysql_reserve_is_an_index_seek_among_failed_rows(live_mysql: tinydj.Con
     assert reads <= 4 * got + 50, (
         f"reserving read {reads} index entries among 100,000 failed rows:\n{plan}"
     )
+
+
+@pytest.mark.mysql
+@pytest.mark.timeout(60)
+def test_mysql_reserve_of_several_queues_seeks_each_queue(live_mysql: tinydj.Config) -> None:
+    """A worker of two queues: a seek per queue and priority, merged; not a
+    sort of every due row of both queues, nor a walk of their future rows."""
+    db, store = live_mysql.database, live_mysql.store
+    _mysql_fill(db, 50_000, priority=0, due=True)
+    _mysql_fill(db, 50_000, priority=0, due=True, queue="mail")
+    _mysql_fill(db, 50_000, priority=-5, due=False, queue="mail")
+    _mysql_fill(db, 50_000, priority=0, due=True, queue="other")
+    db.execute_sql("ANALYZE TABLE delayed_jobs")
+    _, reads, got = _mysql_reserve_cost(db, store, 10, ["default", "mail"])
+    assert got == 10
+    # the seeks of both queues read up to 10 each; the rest as for one queue
+    assert reads <= 8 * got + 50, f"reserving read {reads} index entries among 200,000 rows"
 
 
 # -- 5: recurring rows stay one per function when many workers start at once --------

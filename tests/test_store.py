@@ -3,6 +3,7 @@ and the admin functions, driven directly (no worker, a fixed "now")."""
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 
 import pytest
@@ -89,6 +90,53 @@ def test_reserve_honours_limit_and_queues(store: Store) -> None:
     store.insert([_new("other", queue="other")], NOW)
     assert len(_reserve(store, "w", limit=2, queues=["mail"])) == 2
     assert [j.queue for j in _reserve(store, "w2", queues=["other", "nope"])] == ["other"]
+
+
+def test_reserve_of_several_queues_takes_them_in_one_run_order(store: Store) -> None:
+    # Three queues, mixed priorities and times: a worker of two of them takes
+    # their due jobs in (priority, run_at, id) order across both, skipping
+    # paused queues, jobs held by others, and jobs of the third queue.
+    rows = []
+    for i in range(30):
+        queue = ("a", "b", "c")[i % 3]
+        rows.append(_new(f"j{i}", priority=(i * 7) % 4 - 2, at=-timedelta(seconds=i), queue=queue))
+    rows.append(_new("later", queue="a", at=timedelta(hours=1)))
+    jobs = store.insert(rows, NOW)
+    held = {j.id for j in _reserve(store, "other", limit=3, queues=["b"])}
+    order = sorted(jobs, key=lambda j: (j.priority, j.run_at, j.id))
+    wanted = [j.id for j in order if j.queue in ("a", "b") and j.run_at <= NOW and j.id not in held]
+    taken = [j.id for j in _reserve(store, "w", limit=7, queues=["a", "b"])]
+    assert taken == wanted[:7]
+    rest = [j.id for j in _reserve(store, "w", limit=100, queues=["b", "a"])]
+    assert rest == wanted[7:]
+    assert _reserve(store, "w", queues=["a", "b", "c"], exclude=["c"]) == []
+    assert len(_reserve(store, "w", limit=100, queues=["a", "c"], exclude=["a"])) == 10
+
+
+def test_workers_of_several_queues_racing_take_each_job_once(store: Store) -> None:
+    # Threads reserve (and ack) from the same two queues at once: on Postgres
+    # candidates are read without locks, then locked skipping others' rows.
+    rows = [_new(f"j{i}", priority=i % 3, queue=("a", "b", "c")[i % 3]) for i in range(600)]
+    wanted = {j.id for j in store.insert(rows, NOW) if j.queue != "c"}
+    taken: list[list[int]] = [[] for _ in range(4)]
+
+    def work(k: int) -> None:
+        done: list[int] = []
+        for _ in range(200):
+            got = _reserve(store, f"w{k}", limit=16, queues=["a", "b"], done=done)
+            done = [j.id for j in got]
+            taken[k] += done
+            if not got:
+                return
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    rest = [j.id for j in _reserve(store, "last", limit=1000, queues=["b", "a"])]
+    everything = [i for ids in taken for i in ids] + rest
+    assert sorted(everything) == sorted(wanted)  # each once: no id twice, none left
 
 
 def test_a_held_job_is_locked_until_its_lease_expires(store: Store) -> None:

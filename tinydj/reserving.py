@@ -29,6 +29,7 @@ __all__ = ["Reservations"]
 
 log = logging.getLogger("tinydj.store")
 _RUN_ORDER = operator.attrgetter("priority", "run_at", "id")
+_BY_RUN_AT = operator.itemgetter(1, 0)
 
 
 class Reservations:
@@ -53,16 +54,15 @@ class Reservations:
     ) -> list[Job]:
         """``Store.reserve`` (see there)."""
         qs = list(queues or ())
-        t_now = self._t(now)
+        t_now, t_expired = self._t(now), self._t(expired_before)
         shape = (len(qs), len(exclude))
-        due_params = (t_now, self._t(expired_before), *qs, *exclude)
-        limits = self.sql.limits(len(qs)) if self.dialect.returning else 1
+        due_params = (t_now, t_expired, *qs, *exclude)
 
         def take(n: int) -> list[Any]:
             """Lock due jobs: rows of ``RESERVED_COLUMNS``."""
             if self.dialect.returning:
                 sql = self.sql.reserve(*shape)
-                params = (t_now, worker, *due_params, *(n,) * limits)
+                params = self.sql.reserve_params(worker, t_now, t_expired, qs, exclude, n)
                 return list(self._execute(sql, params).fetchall())
             return self._lock(worker, t_now, self._due_ids(qs, shape, due_params, n), slim=True)
 
@@ -70,7 +70,7 @@ class Reservations:
             if not done and self.dialect.returning and limited is None:
                 return [], take(limit)  # (the pickup after a NOTIFY: a simpler statement)
             if self.dialect is POSTGRES and limited is None:
-                return [], self._ack_and_take(worker, done, t_now, due_params, shape, limit)
+                return [], self._ack_and_take(worker, done, t_now, t_expired, qs, exclude, limit)
             if limited is not None and self.dialect is MYSQL:
                 self._read_committed()  # before the transaction begins
             with self.connection.transaction():
@@ -98,9 +98,33 @@ class Reservations:
             priority = self._next_priority(queues, priority)
             if priority is None:
                 return ids
-            params = (*due_params, priority, n - len(ids))
-            ids += [r[0] for r in self._execute(self.sql.due_at(*shape), params).fetchall()]
+            ids += self._due_of_priority(queues, shape, due_params, priority, n - len(ids))
         return ids
+
+    def _due_of_priority(
+        self,
+        queues: Sequence[str],
+        shape: tuple[int, int],
+        due_params: tuple[Any, ...],
+        priority: int,
+        n: int,
+    ) -> list[int]:
+        """Up to ``n`` due ids of one priority in run order, locked: one seek,
+        or for several queues a seek per queue, merged (the rows a merge
+        drops stay locked until the reservation commits, unchanged)."""
+        if len(queues) <= 1:
+            rows = self._execute(self.sql.due_at(*shape), (*due_params, priority, n)).fetchall()
+            return [r[0] for r in rows]
+        t_now, t_expired, *_ = due_params
+        excluded = due_params[2 + len(queues) :]
+        sql = self.sql.due_at(1, shape[1])
+        found: list[Any] = []
+        for queue in queues:
+            found += self._execute(
+                sql, (t_now, t_expired, queue, *excluded, priority, n)
+            ).fetchall()
+        found.sort(key=_BY_RUN_AT)
+        return [r[0] for r in found[:n]]
 
     def _next_priority(self, queues: Sequence[str], above: int | None) -> int | None:
         """The lowest priority of a ready row (of ``queues``) above ``above``."""
@@ -117,8 +141,9 @@ class Reservations:
         worker: str,
         done: Sequence[int],
         t_now: Any,
-        due_params: Sequence[Any],
-        shape: tuple[int, int],
+        t_expired: Any,
+        queues: Sequence[str],
+        exclude: Sequence[str],
         limit: int,
     ) -> list[Any]:
         """Postgres without a concurrency gate: delete the finished jobs and
@@ -130,9 +155,10 @@ class Reservations:
         per element that the planner transforms one by one (with a batch of
         128 that doubled the time to plan the statement)."""
         ids = "{" + ",".join(str(int(i)) for i in done) + "}"
-        params = (worker, ids, t_now, worker, *due_params[:2], ids, *due_params[2:])
-        params += (limit,) * self.sql.limits(shape[0])
-        found = self._execute(self.sql.reserve_acking(*shape), params).fetchall()
+        params = self.sql.reserve_acking_params(
+            worker, ids, t_now, t_expired, queues, exclude, limit
+        )
+        found = self._execute(self.sql.reserve_acking(len(queues), len(exclude)), params).fetchall()
         self._count_acked(worker, len(done), found[0][0] if found else 0)
         return [row[1:] for row in found if row[1] is not None]
 

@@ -293,7 +293,7 @@ class Statements:
     def insert_batch(self, n: int) -> str:
         """An INSERT of ``n`` rows that differ only in their handler (a
         ``send_later_many``). SQLite: one multi-row VALUES, ``n <=
-        BATCH_ROWS``: (priority, run_at, queue, now, *handlers). Postgres: any
+        BATCH_ROWS``: (priority, handler, run_at, queue, now, now) per row. Postgres: any
         ``n``, the handlers as one array, returning the ids: (priority, run_at,
         queue, now, now, handlers). (Plain markers on SQLite, the shared values
         given per row: Python 3.12 deprecates numbered ones with a sequence,
@@ -324,7 +324,7 @@ class Statements:
         )
 
     def due_at(self, queues: int, excluded: int = 0) -> str:
-        """The ids of due jobs of one priority in run order (MySQL, after
+        """(id, run_at) of due jobs of one priority in run order (MySQL, after
         ``next_priority``): (now, expired_before, *queues, *excluded, priority, limit)."""
         skip = self.dialect.skip_locked
         return self._cached(
@@ -345,44 +345,40 @@ class Statements:
             "locked_at = ?, locked_by = ? WHERE id IN "
         )
 
-    def limits(self, queues: int) -> int:
-        """How many times ``reserve`` takes its limit (at the end of its parameters)."""
-        return 2 if self.dialect is POSTGRES and queues <= 1 else 1
-
     def reserve(self, queues: int, excluded: int = 0) -> str:
         """Lock the due jobs and return them, ``RESERVED_COLUMNS`` (returning
-        dialects): (now, worker, now, expired_before, *queues, *excluded,
-        limit), the limit given ``limits(queues)`` times."""
+        dialects); parameters: ``reserve_params``."""
 
         def build() -> str:
-            if queues == 1 and self.dialect is SQLITE:
-                chosen = _due_in_one_queue(excluded)
-                return f"{self._lock_prefix()}({chosen}) RETURNING {self._slim}"
-            if self.limits(queues) == 2:
-                chosen = _due_per_priority(excluded, one_queue=queues == 1)
-            else:
-                chosen = _due(queues, self.dialect.skip_locked, excluded)
-            return f"{self._lock_prefix()}({chosen}) RETURNING {self._slim}"
+            return f"{self._lock_prefix()}({self._chosen(queues, excluded)}) RETURNING {self._slim}"
 
         return self._cached(("reserve", queues, excluded), build)
 
+    def reserve_params(
+        self,
+        worker: str,
+        now: Any,
+        expired_before: Any,
+        queues: Sequence[str],
+        excluded: Sequence[str],
+        limit: int,
+    ) -> tuple[Any, ...]:
+        """The parameters of ``reserve(len(queues), len(excluded))``, times as bound."""
+        return (now, worker, *self._due_params(now, expired_before, queues, excluded, limit))
+
     def reserve_acking(self, queues: int, excluded: int = 0) -> str:
         """``reserve`` and the ack of the finished jobs in one statement
-        (Postgres, no transaction of its own needed): (worker, done ids, now,
-        worker, now, expired_before, done ids, *queues, *excluded, limit),
-        the limit given ``limits(queues)`` times. Its rows are (how many
-        finished jobs were deleted, *``RESERVED_COLUMNS``); it returns one row
-        of NULLs after the count when it locked nothing.
+        (Postgres, no transaction of its own needed); parameters:
+        ``reserve_acking_params``. Its rows are (how many finished jobs were
+        deleted, *``RESERVED_COLUMNS``); it returns one row of NULLs after
+        the count when it locked nothing.
 
         The sub-statements of one statement run on one snapshot, in no set
         order: a finished job whose lease expired would be both deleted and
         taken again, so the finished ids are never taken (``_DUE_NOT_DONE``)."""
 
         def build() -> str:
-            if self.limits(queues) == 2:
-                chosen = _due_per_priority(excluded, _DUE_NOT_DONE, one_queue=queues == 1)
-            else:
-                chosen = _due(queues, self.dialect.skip_locked, excluded, _DUE_NOT_DONE)
+            chosen = self._chosen(queues, excluded, _DUE_NOT_DONE)
             return (
                 f"WITH done AS (DELETE FROM {TABLE} WHERE locked_by = ? AND id = ANY(?::bigint[]) "
                 f"RETURNING 1), picked AS ({self._lock_prefix()}({chosen}) "
@@ -391,6 +387,53 @@ class Statements:
             )
 
         return self._cached(("reserve_acking", queues, excluded), build)
+
+    def reserve_acking_params(
+        self,
+        worker: str,
+        done: str,
+        now: Any,
+        expired_before: Any,
+        queues: Sequence[str],
+        excluded: Sequence[str],
+        limit: int,
+    ) -> tuple[Any, ...]:
+        """The parameters of ``reserve_acking``; ``done``: the finished ids as
+        an array literal (``'{1,2}'``)."""
+        chosen = self._due_params(now, expired_before, queues, excluded, limit, done)
+        return (worker, done, now, worker, *chosen)
+
+    def _chosen(self, queues: int, excluded: int, due: str | None = None) -> str:
+        """The sub-select of the ids that ``reserve`` locks: a seek per
+        priority (and per queue, for several), in each dialect's form; its
+        parameters are ``_due_params``'. ``due``: the test of a due row
+        (``_DUE``; ``_DUE_NOT_DONE`` beside an ack)."""
+        due = due or _DUE
+        if self.dialect is SQLITE and queues:
+            return _due_in_one_queue(excluded) if queues == 1 else _due_in_queues(queues, excluded)
+        if self.dialect is POSTGRES:
+            if queues > 1:
+                return _due_per_queue(queues, excluded, due)
+            return _due_per_priority(excluded, due, one_queue=queues == 1)
+        return _due(queues, self.dialect.skip_locked, excluded, due)
+
+    def _due_params(
+        self,
+        now: Any,
+        expired_before: Any,
+        queues: Sequence[str],
+        excluded: Sequence[str],
+        limit: int,
+        done: str | None = None,
+    ) -> tuple[Any, ...]:
+        due = (now, expired_before) if done is None else (now, expired_before, done)
+        if self.dialect is SQLITE and len(queues) > 1:
+            return (*[v for q in queues for v in (*due, q, *excluded, limit)], limit)
+        if self.dialect is POSTGRES and len(queues) > 1:
+            return (*queues, *due, *excluded, limit, limit, *due, limit)
+        if self.dialect is POSTGRES:
+            return (*due, *queues, *excluded, limit, limit)
+        return (*due, *queues, *excluded, limit)
 
     def lock_ids(self, n: int) -> str:
         """Lock ``n`` jobs by id (MySQL's second step): (now, worker, *ids)."""
@@ -484,13 +527,13 @@ def _due(
     queue_clause = f" AND queue IN {_in_list(queues)}" if queues else ""
     if excluded:  # paused queues
         queue_clause += f" AND queue NOT IN {_in_list(excluded)}"
-    order, table = "priority, run_at, id", TABLE
+    order, table, columns = "priority, run_at, id", TABLE, "id"
     if one_priority:  # MySQL's: its ready index, not the limits' one of fewer columns
         queue_clause += " AND priority = ?"
-        order = "run_at, id"
+        order, columns = "run_at, id", "id, run_at"
         table += f" FORCE INDEX ({TABLE}_{'queue_ready' if queues else 'ready'})"
     return (
-        f"SELECT id FROM {table} WHERE {_READY} AND {due}{queue_clause} "
+        f"SELECT {columns} FROM {table} WHERE {_READY} AND {due}{queue_clause} "
         f"ORDER BY {order} LIMIT ?{skip_locked}"
     )
 
@@ -500,6 +543,18 @@ def _due(
 #: rows just deleted or updated, and an index-only scan would step over them
 #: at every reservation instead of marking them dead once.
 _VISIT = " AND (locked_at IS NULL OR locked_at IS NOT NULL)"
+
+
+#: Postgres: the distinct priorities of the ready rows, in ascending order,
+#: one index seek each (see ``_due_per_priority``).
+_PG_PRIORITIES = (
+    "p (priority) AS ("
+    f"(SELECT priority FROM {TABLE} WHERE {_READY}{_VISIT} ORDER BY priority LIMIT 1) "
+    f"UNION ALL SELECT (SELECT d.priority FROM {TABLE} d WHERE d.failed_at IS NULL "
+    f"AND d.concurrency_key IS NULL AND d.priority > p.priority{_VISIT} "
+    "ORDER BY d.priority LIMIT 1) "
+    "FROM p WHERE p.priority IS NOT NULL)"
+)
 
 
 def _due_per_priority(excluded: int, due: str = _DUE, *, one_queue: bool = False) -> str:
@@ -520,15 +575,63 @@ def _due_per_priority(excluded: int, due: str = _DUE, *, one_queue: bool = False
     paused = " AND queue = ?" if one_queue else ""
     paused += f" AND queue NOT IN {_in_list(excluded)}" if excluded else ""
     return (
-        "WITH RECURSIVE p (priority) AS ("
-        f"(SELECT priority FROM {TABLE} WHERE {_READY}{_VISIT} ORDER BY priority LIMIT 1) "
-        f"UNION ALL SELECT (SELECT d.priority FROM {TABLE} d WHERE d.failed_at IS NULL "
-        f"AND d.concurrency_key IS NULL AND d.priority > p.priority{_VISIT} "
-        "ORDER BY d.priority LIMIT 1) "
-        "FROM p WHERE p.priority IS NOT NULL) "
+        f"WITH RECURSIVE {_PG_PRIORITIES} "
         f"SELECT j.id FROM p CROSS JOIN LATERAL (SELECT id FROM {TABLE} WHERE {_READY} "
         f"AND priority = p.priority AND {due}{paused} "
         "ORDER BY run_at, id LIMIT ? FOR UPDATE SKIP LOCKED) j LIMIT ?"
+    )
+
+
+def _qualified(test: str, alias: str) -> str:
+    """``test`` (``_DUE``, ``_DUE_NOT_DONE``) of the columns of ``alias``."""
+    for column in ("run_at", "locked_at", "id <>"):
+        test = test.replace(column, f"{alias}.{column}")
+    return test
+
+
+def _due_per_queue(queues: int, excluded: int, due: str = _DUE) -> str:
+    """``_due`` for Postgres and several queues: ``_due_per_priority``'s
+    seeks for each queue, up to the limit per queue, are the candidates,
+    read without locks; then, in run order, each candidate that is still due
+    is locked by id (skipping rows that other workers are locking) until the
+    limit is reached. As in ``_due_per_priority`` the nested loop stops at
+    the outer LIMIT: only the rows returned are locked. (A worker racing
+    another for the same candidates gets fewer rows, never one taken twice:
+    the lock re-reads the row.) Parameters: (*queues, now, expired_before,
+    *excluded, limit, limit, now, expired_before, limit); ``_DUE_NOT_DONE``
+    adds the done ids after each expired_before."""
+    paused = f" AND queue NOT IN {_in_list(excluded)}" if excluded else ""
+    seek = (
+        f"SELECT id, priority, run_at FROM {TABLE} WHERE {_READY} AND priority = p.priority "
+        f"AND queue = qs.queue AND {due}{paused} ORDER BY run_at, id LIMIT ?"
+    )
+    listed = ", ".join(["(?)"] * queues)
+    return (
+        f"WITH RECURSIVE {_PG_PRIORITIES}, candidates (id, priority, run_at) AS MATERIALIZED "
+        f"(SELECT c.* FROM (VALUES {listed}) AS qs (queue) CROSS JOIN LATERAL "
+        f"(SELECT j.* FROM p CROSS JOIN LATERAL ({seek}) j LIMIT ?) c) "
+        "SELECT l.id FROM (SELECT id FROM candidates ORDER BY priority, run_at, id) c "
+        f"CROSS JOIN LATERAL (SELECT * FROM {TABLE} WHERE id = c.id FOR UPDATE SKIP LOCKED) l "
+        f"WHERE l.{_READY.replace(' AND ', ' AND l.')} AND {_qualified(due, 'l')} LIMIT ?"
+    )
+
+
+#: SQLite: the distinct priorities of the ready rows, in ascending order, one
+#: ``MIN`` seek each in ``delayed_jobs_ready``.
+_READY_PRIORITIES = (
+    "p (priority) AS ("
+    f"SELECT MIN(priority) FROM {TABLE} WHERE {_READY} "
+    f"UNION ALL SELECT (SELECT MIN(d.priority) FROM {TABLE} d WHERE d.failed_at IS NULL "
+    "AND d.concurrency_key IS NULL AND d.priority > p.priority) "
+    "FROM p WHERE p.priority IS NOT NULL)"
+)
+
+
+def _due_of_queue(excluded: int, columns: str = "id") -> str:
+    paused = f" AND queue NOT IN {_in_list(excluded)}" if excluded else ""
+    return (
+        f"SELECT {columns} FROM {TABLE} WHERE {_READY} AND {_DUE} AND queue = ?{paused} "
+        "AND priority IN (SELECT priority FROM p) ORDER BY priority, run_at, id LIMIT ?"
     )
 
 
@@ -537,19 +640,24 @@ def _due_in_one_queue(excluded: int) -> str:
     *excluded, limit). ``(queue, priority, run_at, id)`` walked from
     ``queue = ?`` would read every future row of the queue (SQLite skips
     only leading columns of an index); instead a recursive CTE seeks the
-    distinct priorities of the ready rows (``MIN`` above the last one, in
-    ``delayed_jobs_ready``) and SQLite takes ``priority IN`` them in index
-    order, each a ``queue = ? AND run_at <= now`` seek, with no sort. (A
-    priority without jobs of the queue costs one empty seek.)"""
-    paused = f" AND queue NOT IN {_in_list(excluded)}" if excluded else ""
+    distinct priorities of the ready rows (``_READY_PRIORITIES``) and SQLite
+    takes ``priority IN`` them in index order, each a ``queue = ? AND run_at
+    <= now`` seek, with no sort. (A priority without jobs of the queue costs
+    one empty seek.)"""
+    return f"WITH RECURSIVE {_READY_PRIORITIES} {_due_of_queue(excluded)}"
+
+
+def _due_in_queues(queues: int, excluded: int) -> str:
+    """``_due`` for SQLite and several queues: ``_due_in_one_queue``'s seek
+    for each queue, each taking up to the limit, merged in run order; the
+    sort is of at most ``queues * limit`` rows, whatever waits for later or
+    is due in other queues. Parameters: (now, expired_before, queue,
+    *excluded, limit) per queue, then the limit (``Statements.reserve_params``)."""
+    one = f"SELECT * FROM ({_due_of_queue(excluded, 'id, priority, run_at')})"
+    merged = " UNION ALL ".join([one] * queues)
     return (
-        "WITH RECURSIVE p (priority) AS ("
-        f"SELECT MIN(priority) FROM {TABLE} WHERE {_READY} "
-        f"UNION ALL SELECT (SELECT MIN(d.priority) FROM {TABLE} d WHERE d.failed_at IS NULL "
-        "AND d.concurrency_key IS NULL AND d.priority > p.priority) "
-        "FROM p WHERE p.priority IS NOT NULL) "
-        f"SELECT id FROM {TABLE} WHERE {_READY} AND {_DUE} AND queue = ?{paused} "
-        "AND priority IN (SELECT priority FROM p) ORDER BY priority, run_at, id LIMIT ?"
+        f"WITH RECURSIVE {_READY_PRIORITIES} "
+        f"SELECT id FROM ({merged}) ORDER BY priority, run_at, id LIMIT ?"
     )
 
 
