@@ -17,6 +17,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import tinydj
+from tinydj.sql import BATCH_ROWS, SQLITE, Statements
 
 # -- tinydj jobs ---------------------------------------------------------------
 
@@ -134,6 +135,51 @@ def floor_connect(path: str) -> sqlite3.Connection:
     for sql in FLOOR_SCHEMA:
         conn.execute(sql)
     return conn
+
+
+# -- tinydj's own statements in bare sqlite3 ------------------------------------
+# What an enqueue costs on tinydj's schema (its indexes, AUTOINCREMENT and
+# trigger) with no Python of tinydj's around it: the gap between this and the
+# floor is the schema's, the gap between tinydj and this is tinydj's code.
+
+
+def own_connect(path: str) -> sqlite3.Connection:
+    """An autocommit connection to a file with tinydj's table, made by tinydj."""
+    config = tinydj.configure("sqlite:///" + path)
+    tinydj.create_tables()
+    config.database.close()
+    conn = sqlite3.connect(path, timeout=10.0, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=wal")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    return conn
+
+
+def own_now() -> str:
+    """The current time as tinydj binds it on SQLite (naive UTC ISO text)."""
+    now = time.time()
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(now)) + f".{int(now * 1e6) % 10**6:06d}"
+
+
+def own_insert_one(conn: sqlite3.Connection, i: int) -> None:
+    """tinydj's single INSERT of ``noop(i)`` (``Statements.insert``)."""
+    t = own_now()
+    params = (0, 0, floor_payload(i), t, "default", None, None, t, t, None)
+    conn.execute(_OWN.insert, params)
+
+
+def own_insert_bulk(conn: sqlite3.Connection, first: int, n: int) -> None:
+    """tinydj's bulk INSERTs of ``noop(first) .. noop(first + n - 1)`` in one
+    transaction: ``Statements.insert_batch``, ``BATCH_ROWS`` rows a statement."""
+    t = own_now()
+    conn.execute("BEGIN IMMEDIATE")
+    for k in range(first, first + n, BATCH_ROWS):
+        size = min(BATCH_ROWS, first + n - k)
+        values = [v for i in range(k, k + size) for v in (0, floor_payload(i), t, "default", t, t)]
+        conn.execute(_OWN.insert_batch(size), values)
+    conn.execute("COMMIT")
+
+
+_OWN = Statements(SQLITE)
 
 
 def floor_drain(path: str, name: str) -> int:
