@@ -345,12 +345,23 @@ class Statements:
             "locked_at = ?, locked_by = ? WHERE id IN "
         )
 
+    def _lock_chosen(self, chosen: str) -> str:
+        """Lock the rows of the sub-select ``chosen``. On Postgres as
+        ``id = ANY(ARRAY(chosen))``: the ids come from an InitPlan, then the
+        primary key; with ``id IN (chosen)`` the planner weighs a merge join
+        and probes the ends of the primary key for it, walking the index
+        entries of deleted rows there (a draining queue always has some):
+        planning took 0.43 ms instead of 0.10 beside 50,000 of them."""
+        if self.dialect is POSTGRES:
+            return self._lock_prefix().removesuffix("IN ") + f"= ANY(ARRAY({chosen}))"
+        return f"{self._lock_prefix()}({chosen})"
+
     def reserve(self, queues: int, excluded: int = 0) -> str:
         """Lock the due jobs and return them, ``RESERVED_COLUMNS`` (returning
         dialects); parameters: ``reserve_params``."""
 
         def build() -> str:
-            return f"{self._lock_prefix()}({self._chosen(queues, excluded)}) RETURNING {self._slim}"
+            return f"{self._lock_chosen(self._chosen(queues, excluded))} RETURNING {self._slim}"
 
         return self._cached(("reserve", queues, excluded), build)
 
@@ -381,7 +392,7 @@ class Statements:
             chosen = self._chosen(queues, excluded, _DUE_NOT_DONE)
             return (
                 f"WITH done AS (DELETE FROM {TABLE} WHERE locked_by = ? AND id = ANY(?::bigint[]) "
-                f"RETURNING 1), picked AS ({self._lock_prefix()}({chosen}) "
+                f"RETURNING 1), picked AS ({self._lock_chosen(chosen)} "
                 f"RETURNING {self._slim}) SELECT (SELECT count(*) FROM done), picked.* "
                 "FROM (VALUES (0)) AS one LEFT JOIN picked ON true"
             )
