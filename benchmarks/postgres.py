@@ -341,7 +341,40 @@ def _enqueue_batched(url: str, n: int, batch: int) -> tuple[float, str]:
         return time.perf_counter() - started, f"execute_values, {batch} rows per statement"
 
 
-ENQUEUERS = {"tinydj": _enqueue_tinydj, "pgqueuer": _enqueue_pgqueuer, "batched": _enqueue_batched}
+def _enqueue_own(url: str, n: int, batch: int) -> tuple[float, str]:
+    """tinydj's own bulk statement (``Statements.insert_batch``) on its own
+    table, sent by bare psycopg2: what the schema (indexes, the NOTIFY
+    trigger) costs without tinydj's Python."""
+    from datetime import UTC, datetime
+
+    import pg_jobs
+
+    import tinydj
+    from tinydj.sql import POSTGRES, Statements
+
+    config = tinydj.configure(url)
+    config.store.ensure_schema()
+    config.store.close()
+    sql = Statements(POSTGRES).insert_batch(0)
+    with pg_jobs.pg(url) as cur:
+        started = time.perf_counter()
+        for k in range(0, n, batch):
+            handlers = [
+                f"tinydj: 1\nfunction: bench_jobs:noop\nargs: [{i}]\n"
+                for i in range(k, min(n, k + batch))
+            ]
+            now = datetime.now(UTC).replace(tzinfo=None)
+            cur.execute(sql, (0, now, "default", now, now, handlers))
+            cur.fetchall()
+        return time.perf_counter() - started, "tinydj's insert_batch, bare psycopg2"
+
+
+ENQUEUERS = {
+    "tinydj": _enqueue_tinydj,
+    "pgqueuer": _enqueue_pgqueuer,
+    "batched": _enqueue_batched,
+    "own": _enqueue_own,
+}
 
 
 def scn_enqueue(p: dict[str, Any]) -> dict[str, Any]:
@@ -350,11 +383,12 @@ def scn_enqueue(p: dict[str, Any]) -> dict[str, Any]:
     import pg_jobs
 
     lib, url, n, batch = p["lib"], p["url"], p["n"], p["batch"]
-    pg_jobs.reset(url, lib)
-    pg_jobs.settle(url, lib)
+    tables = "tinydj" if lib == "own" else lib
+    pg_jobs.reset(url, tables)
+    pg_jobs.settle(url, tables)
     load = load1()
     took, method = ENQUEUERS[lib](url, n, batch)
-    pg_jobs.reset(url, lib)
+    pg_jobs.reset(url, tables)
     return {"n": n, "seconds": took, "rate": n / took, "method": method, "load1": load}
 
 
@@ -1004,7 +1038,10 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
 
         if "enqueue" in groups:
             print("enqueue ...", file=sys.stderr)
-            enqueues: dict[str, list[Any]] = {lib: [] for lib in libs if lib in ENQUEUERS}
+            # ("own": tinydj's bulk statement in bare psycopg2, on its table)
+            enqueuers = [lib for lib in libs if lib in ENQUEUERS]
+            enqueuers += ["own"] if "tinydj" in libs else []
+            enqueues: dict[str, list[Any]] = {lib: [] for lib in enqueuers}
             for _ in range(sizes["enqueue_reps"]):  # interleaved
                 for lib in enqueues:
                     params = {"lib": lib, "n": sizes["enqueue_n"], "batch": sizes["enqueue_batch"]}
@@ -1142,6 +1179,10 @@ def render(out: dict[str, Any]) -> str:
     if enqueue:
         label = f"bulk enqueue {s['enqueue_n']:,}, {s['enqueue_batch']:,} per call"
         row(label, {lib: _get(enqueue, lib, "rate") for lib in LIBS}, _rate)
+        own, t = _get(enqueue, "own", "rate"), _get(enqueue, "tinydj", "rate")
+        if own:
+            label = f"  its statement in bare psycopg2 (tinydj: {_ratio(t, own)} of it)"
+            row(label, {"tinydj": own, "batched": _get(enqueue, "batched", "rate")}, _rate)
     drain = res.get("drain") or {}
     for w, per in drain.items():
         label = f"drain {s['drain_n']:,}, {w} worker process{'es' if w != '1' else ''}"
