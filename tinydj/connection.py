@@ -78,9 +78,20 @@ class Connection:
         self._access: contextlib.AbstractContextManager[Any] = (
             threading.RLock() if shared else contextlib.nullcontext()
         )
+        self._rendered: dict[str, str] = {}
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
         return self.db.execute_sql(sql, params)
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        """Execute a statement written in the portable form (``?``, ``"``),
+        rendered for this dialect once (``Store.query``)."""
+        rendered = self._rendered.get(sql)
+        if rendered is None:
+            if len(self._rendered) > 1024:  # statements built with IN lists vary
+                self._rendered.clear()
+            rendered = self._rendered[sql] = self.dialect.render(sql)
+        return self.db.execute_sql(rendered, params)
 
     def executemany(self, sql: str, params: Sequence[Sequence[Any]]) -> None:
         cursor = self.db.cursor()

@@ -14,18 +14,17 @@ last rowid gives them all.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from itertools import repeat
 from operator import itemgetter
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from . import rows
+from .connection import Connection
 from .job import Job, NewJob
-from .sql import ARRAY_ROWS, BATCH_ROWS, INSERT_ROWS, MYSQL, POSTGRES
-
-if TYPE_CHECKING:
-    from .store import Store
+from .schema import Schema
+from .sql import ARRAY_ROWS, BATCH_ROWS, INSERT_ROWS, MYSQL, POSTGRES, Statements
 
 __all__ = ["Inserts"]
 
@@ -38,11 +37,20 @@ _HANDLER = itemgetter(0)
 class Inserts:
     """Inserting the new jobs of one store's table."""
 
-    def __init__(self, store: Store) -> None:
-        self.sql, self.dialect = store.sql, store.dialect
-        self.connection, self._schema = store.connection, store._schema
-        self._run, self._execute, self._t = store._run, store._execute, store._t
-        self._inserted = store._inserted
+    def __init__(
+        self,
+        connection: Connection,
+        sql: Statements,
+        schema: Schema,
+        inserted: Callable[[], None],
+    ) -> None:
+        """``inserted``: called after each insert (the doorbell of this
+        process's workers)."""
+        self.sql, self.connection, self._schema = sql, connection, schema
+        self.dialect = connection.dialect
+        self._run, self._execute = connection.run, connection.execute
+        self._t = connection.dialect.bind_time
+        self._inserted = inserted
 
     def insert(self, jobs: Sequence[NewJob], now: datetime) -> list[Job]:
         """``Store.insert`` (see there)."""

@@ -16,14 +16,12 @@ import logging
 import operator
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from . import rows
+from .connection import Connection
 from .job import Job
-from .sql import CHUNK, MYSQL, POSTGRES, chunks
-
-if TYPE_CHECKING:
-    from .store import Store
+from .sql import CHUNK, MYSQL, POSTGRES, Statements, chunks
 
 __all__ = ["Reservations"]
 
@@ -35,10 +33,11 @@ _BY_RUN_AT = operator.itemgetter(1, 0)
 class Reservations:
     """Reserving and acknowledging the jobs of one store's table."""
 
-    def __init__(self, store: Store) -> None:
-        self.sql, self.dialect, self.db = store.sql, store.dialect, store.db
-        self.connection = store.connection
-        self._run, self._execute, self._t = store._run, store._execute, store._t
+    def __init__(self, connection: Connection, sql: Statements) -> None:
+        self.sql, self.connection = sql, connection
+        self.dialect, self.db = connection.dialect, connection.db
+        self._run, self._execute = connection.run, connection.execute
+        self._t = connection.dialect.bind_time
 
     def reserve(
         self,

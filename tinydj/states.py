@@ -5,22 +5,21 @@ set), running (a worker holds its lock), recurring (an idle ``@every`` /
 ``schedule`` row), ready (due now), scheduled (due later). These are the
 command line's views of the table (``tinydj list|stats|clear|retry``); the
 worker never runs them. Statements are written in the portable form (``?``
-markers, ``"`` quotes) and executed through ``Store.query``.
+markers, ``"`` quotes) and executed through ``Connection.query``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from . import rows
+from .connection import Connection
 from .job import Job
 from .models import TABLE
+from .schema import Schema
 from .sql import PLAIN_COLUMNS
-
-if TYPE_CHECKING:
-    from .store import Store
 
 __all__ = ["CONDITIONS", "StateQueries"]
 
@@ -42,17 +41,18 @@ _STATE_CASE = (
 
 
 class StateQueries:
-    """The by-state queries of one store."""
+    """The by-state queries of one store's table."""
 
-    def __init__(self, store: Store) -> None:
-        self.store = store
+    def __init__(self, connection: Connection, schema: Schema) -> None:
+        self.connection, self.schema = connection, schema
+        self._run, self._query = connection.run, connection.query
+        self._t = connection.dialect.bind_time
 
     def counts(self, now: datetime) -> list[tuple[str, str, int, datetime | None]]:
         """(queue, state, count, oldest run_at) for every queue and state present."""
-        s = self.store
-        s.ensure_schema()
+        self.schema.ensure()
         sql = f"SELECT queue, {_STATE_CASE}, COUNT(*), MIN(run_at) FROM {TABLE} GROUP BY 1, 2"
-        found = s._run(lambda: s.query(sql, (s._t(now),)).fetchall())
+        found = self._run(lambda: self._query(sql, (self._t(now),)).fetchall())
         result: list[tuple[str, str, int, datetime | None]] = []
         for queue, state, count, oldest in found:
             if isinstance(oldest, str):
@@ -69,13 +69,12 @@ class StateQueries:
         limit: int | None = None,
     ) -> tuple[list[Job], int]:
         """Jobs in id order of one state and/or queue, and how many match in all."""
-        s = self.store
-        s.ensure_schema()
+        self.schema.ensure()
         where: list[str] = []
         params: list[Any] = []
         if state is not None:
             where.append(CONDITIONS[state])
-            params.extend([s._t(now)] * CONDITIONS[state].count("?"))
+            params.extend([self._t(now)] * CONDITIONS[state].count("?"))
         if queue is not None:
             where.append("queue = ?")
             params.append(queue)
@@ -86,34 +85,33 @@ class StateQueries:
         count_sql = f"SELECT COUNT(*) FROM {TABLE}{clause}"
 
         def go() -> tuple[list[Any], int]:
-            with s.db.atomic():  # one snapshot for the rows and the count
-                found = list(s.query(rows_sql, params).fetchall())
-                return found, int(s.query(count_sql, params).fetchone()[0])
+            with self.connection.db.atomic():  # one snapshot for the rows and the count
+                found = list(self._query(rows_sql, params).fetchall())
+                return found, int(self._query(count_sql, params).fetchone()[0])
 
-        found, total = s._run(go)
+        found, total = self._run(go)
         return [rows.read_lenient(r) for r in found], total
 
     def delete(
         self, now: datetime, states: Sequence[str], *, queue: str | None = None
     ) -> dict[str, int]:
         """Delete the jobs of these states (of one queue); how many of each."""
-        s = self.store
-        s.ensure_schema()
+        self.schema.ensure()
 
         def go() -> dict[str, int]:
             deleted: dict[str, int] = {}
-            with s.connection.transaction():
+            with self.connection.transaction():
                 for state in states:
                     condition = CONDITIONS[state]
-                    params: list[Any] = [s._t(now)] * condition.count("?")
+                    params: list[Any] = [self._t(now)] * condition.count("?")
                     if queue is not None:
                         condition += " AND queue = ?"
                         params.append(queue)
                     sql = f"DELETE FROM {TABLE} WHERE {condition}"
-                    deleted[state] = int(s.query(sql, params).rowcount)
+                    deleted[state] = int(self._query(sql, params).rowcount)
             return deleted
 
-        return s._run(go)
+        return self._run(go)
 
     def retry_unless_held(self, job_id: int, now: datetime, live_after: datetime) -> bool:
         """``Store.retry`` unless a worker holds a lease newer than ``live_after``.
@@ -121,13 +119,12 @@ class StateQueries:
         One statement, so that a worker cannot take the job in between: a job
         that is running is never made due a second time.
         """
-        s = self.store
-        s.ensure_schema()
+        self.schema.ensure()
         sql = (
             f"UPDATE {TABLE} SET failed_at = NULL, attempts = 0, interruptions = 0, "
             "run_at = ?, locked_at = NULL, locked_by = NULL, updated_at = ? "
             "WHERE id = ? AND (locked_at IS NULL OR locked_at < ?)"
         )
-        t = s._t(now)
-        params = (t, t, job_id, s._t(live_after))
-        return bool(s._run(lambda: s.query(sql, params).rowcount))
+        t = self._t(now)
+        params = (t, t, job_id, self._t(live_after))
+        return bool(self._run(lambda: self._query(sql, params).rowcount))

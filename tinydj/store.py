@@ -75,12 +75,11 @@ class Store:
         self._q = self.dialect.render
         self._t = self.dialect.bind_time
         self._execute = self.connection.execute
-        self._rendered: dict[str, str] = {}
         self.doorbell = Doorbell()
         #: The command line's by-state queries (``tinydj.states``).
-        self.states = StateQueries(self)
-        self._reservations = Reservations(self)
-        self._inserts = Inserts(self)
+        self.states = StateQueries(self.connection, self._schema)
+        self._reservations = Reservations(self.connection, self.sql)
+        self._inserts = Inserts(self.connection, self.sql, self._schema, self._inserted)
 
     # -- wake-up of workers in this process ----------------------------------
 
@@ -351,12 +350,7 @@ class Store:
         each text is rendered for this dialect once. The hot path uses the
         statements of ``self.sql``, rendered when the store was made.
         """
-        rendered = self._rendered.get(sql)
-        if rendered is None:
-            if len(self._rendered) > 1024:  # statements built with IN lists vary
-                self._rendered.clear()
-            rendered = self._rendered[sql] = self._q(sql)
-        return self._execute(rendered, params)
+        return self.connection.query(sql, params)
 
     def close(self) -> None:
         """Close this thread's connection unless a transaction is open on it.
