@@ -25,7 +25,7 @@ from typing import TypeVar
 import peewee
 
 from .errors import DatabaseBusy
-from .executor import call_hook_guarded
+from .hooks import call_hook_guarded
 from .job import Job
 from .leases import LeaseKeeper
 from .outcome import Decision, Kind, Outcome, Policy, Write, decide

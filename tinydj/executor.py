@@ -3,7 +3,7 @@ deadline, and report an ``Outcome`` (nothing is written here).
 
 Delayed::Job's hooks apply to object jobs (``perform()``): ``before``,
 ``success`` / ``error``, ``after``, and ``failure`` when it fails for good
-(that one runs after the decision, see ``call_hook_guarded``). A hook that
+(that one runs after the decision, see ``hooks.call_hook_guarded``). A hook that
 raises after the work is done is logged; it does not make the job run again.
 """
 
@@ -19,13 +19,14 @@ from typing import Any
 from . import current, serialize
 from .config import Config
 from .errors import HandlerError
+from .hooks import call_hook, call_hook_guarded
 from .job import Job
 from .outcome import Kind, Outcome, Policy
 from .schedule import to_naive_utc
 from .tasks import Task
 from .timeouts import MainThreadAlarm, complete, run_with_timeout
 
-__all__ = ["Executor", "call_hook", "call_hook_guarded", "cancelled"]
+__all__ = ["Executor", "cancelled"]
 
 log = logging.getLogger("tinydj.worker")
 _DEBUG, _INFO = logging.DEBUG, logging.INFO
@@ -33,29 +34,6 @@ _DEBUG, _INFO = logging.DEBUG, logging.INFO
 _UNTIMED = Outcome.success(0.0)
 _clock = time.perf_counter
 _enter, _leave = current.enter, current.leave
-
-
-def call_hook(target: object | None, name: str, *args: Any) -> None:
-    """Call an optional Delayed::Job hook, passing as many args as it takes."""
-    hook = getattr(target, name, None) if target is not None else None
-    if not callable(hook):
-        return
-    try:
-        params = inspect.signature(hook).parameters.values()
-        positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-        if not any(p.kind == p.VAR_POSITIONAL for p in params):
-            args = args[: len(positional)]
-    except (TypeError, ValueError):
-        pass
-    hook(*args)
-
-
-def call_hook_guarded(target: object | None, name: str, job: Job, *args: Any) -> None:
-    """``call_hook``, logging what it raises instead of raising it."""
-    try:
-        call_hook(target, name, job, *args)
-    except Exception:
-        log.exception("the %s hook of job %s raised", name, job.id)
 
 
 def _unloadable(exc: Exception, handler: str) -> Outcome:

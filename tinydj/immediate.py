@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import itertools
 from datetime import datetime
-from typing import Any
 
 from . import serialize
 from .config import Config
+from .hooks import call_hook
 from .job import Job, NewJob
 from .schedule import to_naive_utc
 from .timeouts import complete
@@ -31,12 +31,6 @@ from .timeouts import complete
 __all__ = ["run"]
 
 _ids = itertools.count(1)
-
-
-def _hook(target: object | None, name: str, *args: Any) -> None:
-    from .executor import call_hook as _call_hook  # imported late (cycle)
-
-    _call_hook(target, name, *args)
 
 
 def run(config: Config, handler: str, queue: str, priority: int, run_at: datetime | None) -> Job:
@@ -47,14 +41,14 @@ def run(config: Config, handler: str, queue: str, priority: int, run_at: datetim
     now = to_naive_utc(config.clock())
     job = NewJob(handler, queue, priority, run_at or now).inserted(-next(_ids), now)
     hooks = call.target if getattr(call.fn, "__name__", None) == "perform" else None
-    _hook(hooks, "before", job)
+    call_hook(hooks, "before", job)
     try:
         complete(call.fn(*call.args, **call.kwargs))
     except (Exception, SystemExit) as exc:
-        _hook(hooks, "error", job, exc)
-        _hook(hooks, "after", job)
-        _hook(hooks, "failure", job)
+        call_hook(hooks, "error", job, exc)
+        call_hook(hooks, "after", job)
+        call_hook(hooks, "failure", job)
         raise
-    _hook(hooks, "success", job)
-    _hook(hooks, "after", job)
+    call_hook(hooks, "success", job)
+    call_hook(hooks, "after", job)
     return job
