@@ -286,10 +286,12 @@ def test_signals_are_sent(alias: str) -> None:
     from shop.tasks import add
 
     seen: list[tuple[str, str]] = []
+    senders: set[Any] = set()
 
     def receiver(signal_name: str) -> Any:
         def receive(sender: Any, task_result: Any, **kwargs: Any) -> None:
             seen.append((signal_name, str(task_result.status)))
+            senders.add(sender)
 
         return receive
 
@@ -305,6 +307,8 @@ def test_signals_are_sent(alias: str) -> None:
         task_started.disconnect(receivers["started"])
         task_finished.disconnect(receivers["finished"])
     assert seen == [("enqueued", "READY"), ("started", "RUNNING"), ("finished", "SUCCESSFUL")]
+    # as Django's own backends send them: the backend's class (receivers filter on it)
+    assert senders == {type(backend(alias))}
 
 
 def test_manage_py_tinydj_admin_commands(alias: str, capsys: pytest.CaptureFixture[str]) -> None:

@@ -13,7 +13,7 @@ tinydj's order (lower first) runs them in Django's order.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import peewee
@@ -24,7 +24,6 @@ from django.tasks.backends.base import BaseTaskBackend
 from django.tasks.base import TaskError
 from django.tasks.exceptions import TaskResultDoesNotExist
 from django.tasks.signals import task_enqueued
-from django.utils import timezone
 from django.utils.module_loading import import_string
 
 from ... import results, serialize
@@ -35,6 +34,7 @@ from ...schedule import parse_every, to_naive_utc
 from ...store import NewJob
 from . import refs, runner
 from .connection import config_for
+from .times import aware, naive_utc
 
 __all__ = ["TaskBackend"]
 
@@ -102,7 +102,7 @@ class TaskBackend(BaseTaskBackend):
             max_attempts=self.max_attempts,
         )
         now = to_naive_utc(config.clock())
-        run_at = _naive(task.run_after) if task.run_after is not None else now
+        run_at = naive_utc(task.run_after) if task.run_after is not None else now
         new = NewJob(handler, task.queue_name, -task.priority, run_at)
         try:
             job = config.store.insert([new], now)[0]
@@ -182,22 +182,6 @@ class TaskBackend(BaseTaskBackend):
         if status == TaskResultStatus.SUCCESSFUL and kept is not None:
             object.__setattr__(result, "_return_value", kept.value)
         return result
-
-
-def _naive(when: datetime) -> datetime:
-    if timezone.is_naive(when):
-        when = timezone.make_aware(when)
-    return to_naive_utc(when)
-
-
-def aware(when: datetime | None) -> datetime | None:
-    """A naive-UTC time from the table as Django expects it (aware if USE_TZ)."""
-    if when is None:
-        return None
-    moment = when.replace(tzinfo=UTC)
-    from django.conf import settings
-
-    return moment if settings.USE_TZ else timezone.make_naive(moment)
 
 
 class _Lenient(yaml.SafeLoader):

@@ -8,7 +8,7 @@ from traceback import format_exception
 from typing import Any
 
 from django.db import close_old_connections
-from django.tasks import TaskContext, TaskResult, TaskResultStatus
+from django.tasks import TaskContext, TaskResult, TaskResultStatus, task_backends
 from django.tasks.base import TaskError
 from django.tasks.signals import task_finished, task_started
 from django.utils import timezone
@@ -17,6 +17,7 @@ from django.utils.module_loading import import_string
 
 from ... import results
 from ...serialize import Call
+from .times import aware
 
 __all__ = ["TRACKER", "jsonable", "run"]
 
@@ -46,11 +47,9 @@ def run(
     takes_context: bool = False,
 ) -> Any:
     """Run the Django task at import path ``task`` (called by a tinydj worker)."""
-    from .backend import TaskBackend
-
     django_task = import_string(task).using(backend=backend)
     result, attempt = _started(django_task, args, kwargs, backend)
-    task_started.send(sender=TaskBackend, task_result=result)
+    task_started.send(sender=_sender(backend), task_result=result)
     close_old_connections()
     try:
         if takes_context:
@@ -75,8 +74,6 @@ def _started(
 ) -> tuple[TaskResult, int]:
     """The RUNNING ``TaskResult`` of this attempt (earlier errors and workers
     from the kept result), and the attempt's number."""
-    from .backend import aware
-
     running = results.running_job()
     now = timezone.now()
     job_id, attempt, enqueued_at, worker = "", 1, None, ""
@@ -114,11 +111,15 @@ def _error(exc: BaseException) -> TaskError:
 
 def _finish(result: TaskResult, status: TaskResultStatus) -> None:
     """Mark the (frozen) result finished now and send ``task_finished``."""
-    from .backend import TaskBackend
-
     object.__setattr__(result, "status", status)
     object.__setattr__(result, "finished_at", timezone.now())
-    task_finished.send(sender=TaskBackend, task_result=result)
+    task_finished.send(sender=_sender(result.backend), task_result=result)
+
+
+def _sender(alias: str) -> type:
+    """The class of the backend ``alias`` (the signals' sender, as Django's
+    own backends send it: ``type(self)``)."""
+    return type(task_backends[alias])
 
 
 def _describe(call: Call) -> tuple[str, list[Any], dict[str, Any]]:
