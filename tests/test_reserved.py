@@ -168,3 +168,31 @@ def test_reserve_skips_rows_another_transaction_locks_and_fills_its_batch(
             assert [j.id for j in got] == [i for i in order if i not in locked][:3]
     finally:
         other.close()
+
+
+def test_a_worker_of_several_queues_skips_rows_another_transaction_locks(
+    store: Store, db_url: str
+) -> None:
+    """Another worker is locking the first rows of both queues: this one
+    takes the next ones at once, not nothing (it would go idle while jobs
+    wait)."""
+    if store.dialect is SQLITE:
+        pytest.skip("SQLite locks the whole database, not rows")
+    rows = [
+        NewJob(f"tinydj: 1\nfunction: m:{q}{i}\n", q, 0, START - timedelta(seconds=60 - i))
+        for i in range(6)
+        for q in ("a", "b")
+    ]
+    jobs = store.insert(rows, START)
+    order = [j.id for j in sorted(jobs, key=lambda j: (j.priority, j.run_at, j.id))]
+    other = open_database(db_url)
+    try:
+        with other.atomic():
+            locked = order[:8]  # the first four of each queue: as many as a reserve of 4 seeks
+            for job_id in locked:  # one by one: an IN list may scan (and on MySQL lock) all
+                other.execute_sql("SELECT id FROM delayed_jobs WHERE id = %s FOR UPDATE", (job_id,))
+            now = START
+            got = store.reserve("w", now, now - LEASE, ["a", "b"], 4)
+            assert [j.id for j in got] == order[8:12]
+    finally:
+        other.close()

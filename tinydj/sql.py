@@ -441,7 +441,7 @@ class Statements:
         if self.dialect is SQLITE and len(queues) > 1:
             return (*[v for q in queues for v in (*due, q, *excluded, limit)], limit)
         if self.dialect is POSTGRES and len(queues) > 1:
-            return (*queues, *due, *excluded, limit, limit, *due, limit)
+            return (*queues, *due, *excluded, limit, limit, limit)
         if self.dialect is POSTGRES:
             return (*due, *queues, *excluded, limit, limit)
         return (*due, *queues, *excluded, limit)
@@ -593,37 +593,30 @@ def _due_per_priority(excluded: int, due: str = _DUE, *, one_queue: bool = False
     )
 
 
-def _qualified(test: str, alias: str) -> str:
-    """``test`` (``_DUE``, ``_DUE_NOT_DONE``) of the columns of ``alias``."""
-    for column in ("run_at", "locked_at", "id <>"):
-        test = test.replace(column, f"{alias}.{column}")
-    return test
-
-
 def _due_per_queue(queues: int, excluded: int, due: str = _DUE) -> str:
     """``_due`` for Postgres and several queues: ``_due_per_priority``'s
-    seeks for each queue, up to the limit per queue, are the candidates,
-    read without locks; then, in run order, each candidate that is still due
-    is locked by id (skipping rows that other workers are locking) until the
-    limit is reached. As in ``_due_per_priority`` the nested loop stops at
-    the outer LIMIT: only the rows returned are locked. (A worker racing
-    another for the same candidates gets fewer rows, never one taken twice:
-    the lock re-reads the row.) Parameters: (*queues, now, expired_before,
-    *excluded, limit, limit, now, expired_before, limit); ``_DUE_NOT_DONE``
-    adds the done ids after each expired_before."""
+    seek for each queue, each locking up to the limit with SKIP LOCKED, then
+    the first ``limit`` of them in run order. The rows of a queue that the
+    merge drops stay locked until the statement ends (in autocommit, the
+    reservation itself) and are not changed; other workers skip them
+    meanwhile and take the next ones. (Reading the candidates without locks
+    and locking afterwards would lock only the rows returned, but a worker
+    whose candidates another worker was locking at that moment would find
+    nothing and go idle while jobs wait.) Parameters: (*queues, now,
+    expired_before, *excluded, limit, limit, limit); ``_DUE_NOT_DONE`` adds
+    the done ids after expired_before."""
     paused = f" AND queue NOT IN {_in_list(excluded)}" if excluded else ""
     seek = (
         f"SELECT id, priority, run_at FROM {TABLE} WHERE {_READY} AND priority = p.priority "
-        f"AND queue = qs.queue AND {due}{paused} ORDER BY run_at, id LIMIT ?"
+        f"AND queue = qs.queue AND {due}{paused} ORDER BY run_at, id LIMIT ? "
+        "FOR UPDATE SKIP LOCKED"
     )
     listed = ", ".join(["(?)"] * queues)
     return (
-        f"WITH RECURSIVE {_PG_PRIORITIES}, candidates (id, priority, run_at) AS MATERIALIZED "
-        f"(SELECT c.* FROM (VALUES {listed}) AS qs (queue) CROSS JOIN LATERAL "
-        f"(SELECT j.* FROM p CROSS JOIN LATERAL ({seek}) j LIMIT ?) c) "
-        "SELECT l.id FROM (SELECT id FROM candidates ORDER BY priority, run_at, id) c "
-        f"CROSS JOIN LATERAL (SELECT * FROM {TABLE} WHERE id = c.id FOR UPDATE SKIP LOCKED) l "
-        f"WHERE l.{_READY.replace(' AND ', ' AND l.')} AND {_qualified(due, 'l')} LIMIT ?"
+        f"WITH RECURSIVE {_PG_PRIORITIES} SELECT c.id "
+        f"FROM (VALUES {listed}) AS qs (queue) CROSS JOIN LATERAL "
+        f"(SELECT j.* FROM p CROSS JOIN LATERAL ({seek}) j LIMIT ?) c "
+        "ORDER BY c.priority, c.run_at, c.id LIMIT ?"
     )
 
 
