@@ -108,17 +108,27 @@ def _cost(store: Store, queues: list[str] | None, reserves: int) -> float:
     return statistics.median(times) * 1000
 
 
+def _empty(config: tinydj.Config) -> None:
+    """Empty the table. On the servers a TRUNCATE, not a DELETE: InnoDB would
+    go on purging a million deleted rows while the next size is measured,
+    and PostgreSQL's index would keep their entries until a VACUUM."""
+    if isinstance(config.database, peewee.SqliteDatabase):
+        config.store.clear()
+    else:
+        config.database.execute_sql("TRUNCATE TABLE delayed_jobs")
+
+
 def measure(url: str, rows: int, reserves: int) -> dict[str, float]:
     config = tinydj.configure(url)
     store = config.store
     store.ensure_schema()
-    store.clear()
+    _empty(config)
     _fill(store, rows)
     if url.startswith("postgresql"):
         config.database.execute_sql("VACUUM ANALYZE delayed_jobs")
     _cost(store, None, 10)  # warm-up
     costs = {label: _cost(store, queues, reserves) for label, queues in WORKERS.items()}
-    store.clear()
+    _empty(config)
     store.close()
     if not isinstance(config.database, peewee.SqliteDatabase):
         config.database.close()
@@ -129,17 +139,14 @@ def run(args: argparse.Namespace) -> dict[str, dict[int, dict[str, float]]]:
     results: dict[str, dict[int, dict[str, float]]] = {}
     with tempfile.TemporaryDirectory(prefix="tinydj-queues-") as tmp:
         for name in args.only:
-            url = (
-                f"sqlite:///{tmp}/queues.db"
-                if name == "sqlite"
-                else _server_db(SERVERS[name], True)
-            )
+            url = "" if name == "sqlite" else _server_db(SERVERS[name], True)
             try:
                 results[name] = {}
                 for rows in args.rows:
                     if not args.silent:
                         print(f"{name}: {rows:,} rows ...", file=sys.stderr)
-                    results[name][rows] = measure(url, rows, args.reserves)
+                    where = url or f"sqlite:///{tmp}/queues-{rows}.db"  # a fresh file each
+                    results[name][rows] = measure(where, rows, args.reserves)
             finally:
                 if name != "sqlite":
                     _server_db(SERVERS[name], False)
