@@ -188,7 +188,14 @@ class Processes:
 
 
 def run_exactly_once(
-    db_url: str, procs: Processes, tmp_path: Path, *, processes: int, threads: int, jobs: int
+    db_url: str,
+    procs: Processes,
+    tmp_path: Path,
+    *,
+    processes: int,
+    threads: int,
+    jobs: int,
+    queues: tuple[str, ...] = (),
 ) -> None:
     """Drain ``jobs`` jobs with ``processes`` x ``threads`` ``tinydj work``
     workers and check that each job ran exactly once, shared between them.
@@ -196,7 +203,9 @@ def run_exactly_once(
     One gate job per worker thread (priority -1: taken first, one per thread)
     holds every thread of every process until all of them are running; then
     they all go at the jobs together, so the test cannot pass because one
-    process happened to start first and drain everything alone.
+    process happened to start first and drain everything alone. ``queues``:
+    the jobs (and gates) go round these queues, and the workers are workers
+    of all of them (``--queue`` each).
     """
     import sample_jobs
 
@@ -205,17 +214,23 @@ def run_exactly_once(
     out = tmp_path / "ran.txt"
     marker = tmp_path / "go"
     gates = [f"gate{i}" for i in range(processes * threads)]
-    sample_jobs.append_token_and_wait.with_options(priority=-1).send_later_many(
-        [(str(out), g, str(marker)) for g in gates]
-    )
     tokens = [f"t{i}" for i in range(jobs)]
-    enqueued = sample_jobs.append_token.send_later_many([(str(out), t) for t in tokens])
+    enqueued = []
+    for k, queue in enumerate(queues or (None,)):
+        each = len(queues) or 1
+        gate = sample_jobs.append_token_and_wait.with_options(priority=-1, queue=queue)
+        gate.send_later_many([(str(out), g, str(marker)) for g in gates[k::each]])
+        task = sample_jobs.append_token.with_options(queue=queue)
+        enqueued += task.send_later_many([(str(out), t) for t in tokens[k::each]])
     assert len({j.id for j in enqueued}) == jobs
     assert tinydj.stats()["ready"] == jobs + len(gates)
 
     names = [f"w{i}" for i in range(processes)]
+    listed = [arg for q in queues for arg in ("--queue", q)]
     for name in names:
-        procs.work(name, db_url, "--threads", str(threads), "--exit-on-complete", "--quiet")
+        procs.work(
+            name, db_url, "--threads", str(threads), "--exit-on-complete", "--quiet", *listed
+        )
     wait_until(
         lambda: len(read_lines(out)) >= len(gates), 60, "every worker thread to hold a gate job"
     )

@@ -59,6 +59,18 @@ def test_each_job_runs_exactly_once_across_processes_and_threads(
     run_exactly_once(db_url, procs, tmp_path, processes=PROCESSES, threads=2, jobs=JOBS)
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_each_job_runs_exactly_once_with_workers_of_several_queues(
+    live: tinydj.Config, db_url: str, procs: Processes, tmp_path: Path
+) -> None:
+    """Workers of two queues reserve from one seek per queue, merged (on
+    PostgreSQL the merge drops rows it locked): still each job once."""
+    run_exactly_once(
+        db_url, procs, tmp_path, processes=PROCESSES, threads=2, jobs=JOBS, queues=("a", "b")
+    )
+
+
 # -- 3: kill -9 mid-job, then another worker reclaims it --------------------------
 
 
