@@ -394,7 +394,7 @@ def _reserve_statement(
         done = "{-1,-2,-3}"
         sql = store.sql.reserve_acking(len(queues))
         worker = "explain-worker"
-        return sql, store.sql.reserve_acking_params(worker, done, t_now, expired, queues, (), limit)
+        return sql, store.sql.reserve_params(worker, t_now, expired, queues, (), limit, done)
     params = store.sql.reserve_params("explain-worker", t_now, expired, queues, (), limit)
     return store.sql.reserve(len(queues)), params
 

@@ -154,9 +154,7 @@ class Reservations:
         per element that the planner transforms one by one (with a batch of
         128 that doubled the time to plan the statement)."""
         ids = "{" + ",".join(str(int(i)) for i in done) + "}"
-        params = self.sql.reserve_acking_params(
-            worker, ids, t_now, t_expired, queues, exclude, limit
-        )
+        params = self.sql.reserve_params(worker, t_now, t_expired, queues, exclude, limit, ids)
         found = self._execute(self.sql.reserve_acking(len(queues), len(exclude)), params).fetchall()
         self._count_acked(worker, len(done), found[0][0] if found else 0)
         return [row[1:] for row in found if row[1] is not None]

@@ -373,14 +373,20 @@ class Statements:
         queues: Sequence[str],
         excluded: Sequence[str],
         limit: int,
+        done: str | None = None,
     ) -> tuple[Any, ...]:
-        """The parameters of ``reserve(len(queues), len(excluded))``, times as bound."""
-        return (now, worker, *self._due_params(now, expired_before, queues, excluded, limit))
+        """The parameters of ``reserve(len(queues), len(excluded))``, times as
+        bound; with ``done`` (the finished ids as an array literal,
+        ``'{1,2}'``) those of ``reserve_acking``."""
+        chosen = self._due_params(now, expired_before, queues, excluded, limit, done)
+        if done is None:
+            return (now, worker, *chosen)
+        return (worker, done, now, worker, *chosen)
 
     def reserve_acking(self, queues: int, excluded: int = 0) -> str:
         """``reserve`` and the ack of the finished jobs in one statement
         (Postgres, no transaction of its own needed); parameters:
-        ``reserve_acking_params``. Its rows are (how many finished jobs were
+        ``reserve_params`` with ``done``. Its rows are (how many finished jobs were
         deleted, *``RESERVED_COLUMNS``); it returns one row of NULLs after
         the count when it locked nothing.
 
@@ -398,21 +404,6 @@ class Statements:
             )
 
         return self._cached(("reserve_acking", queues, excluded), build)
-
-    def reserve_acking_params(
-        self,
-        worker: str,
-        done: str,
-        now: Any,
-        expired_before: Any,
-        queues: Sequence[str],
-        excluded: Sequence[str],
-        limit: int,
-    ) -> tuple[Any, ...]:
-        """The parameters of ``reserve_acking``; ``done``: the finished ids as
-        an array literal (``'{1,2}'``)."""
-        chosen = self._due_params(now, expired_before, queues, excluded, limit, done)
-        return (worker, done, now, worker, *chosen)
 
     def _chosen(self, queues: int, excluded: int, due: str | None = None) -> str:
         """The sub-select of the ids that ``reserve`` locks: a seek per
