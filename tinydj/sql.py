@@ -378,10 +378,9 @@ class Statements:
         """The parameters of ``reserve(len(queues), len(excluded))``, times as
         bound; with ``done`` (the finished ids as an array literal,
         ``'{1,2}'``) those of ``reserve_acking``."""
-        chosen = self._due_params(now, expired_before, queues, excluded, limit, done)
-        if done is None:
-            return (now, worker, *chosen)
-        return (worker, done, now, worker, *chosen)
+        due = (now, expired_before) if done is None else (now, expired_before, done)
+        chosen = self._chosen_params(due, queues, excluded, limit)
+        return (now, worker, *chosen) if done is None else (worker, done, now, worker, *chosen)
 
     def reserve_acking(self, queues: int, excluded: int = 0) -> str:
         """``reserve`` and the ack of the finished jobs in one statement
@@ -408,7 +407,7 @@ class Statements:
     def _chosen(self, queues: int, excluded: int, due: str | None = None) -> str:
         """The sub-select of the ids that ``reserve`` locks: a seek per
         priority (and per queue, for several), in each dialect's form; its
-        parameters are ``_due_params``'. ``due``: the test of a due row
+        parameters are ``_chosen_params``'. ``due``: the test of a due row
         (``_DUE``; ``_DUE_NOT_DONE`` beside an ack)."""
         due = due or _DUE
         if self.dialect is SQLITE and queues:
@@ -419,16 +418,11 @@ class Statements:
             return _due_per_priority(excluded, due, one_queue=queues == 1)
         return _due(queues, self.dialect.skip_locked, excluded, due)
 
-    def _due_params(
-        self,
-        now: Any,
-        expired_before: Any,
-        queues: Sequence[str],
-        excluded: Sequence[str],
-        limit: int,
-        done: str | None = None,
+    def _chosen_params(
+        self, due: tuple[Any, ...], queues: Sequence[str], excluded: Sequence[str], limit: int
     ) -> tuple[Any, ...]:
-        due = (now, expired_before) if done is None else (now, expired_before, done)
+        """The parameters of ``_chosen``: ``due`` holds those of its test of a
+        due row (now, expired_before[, done ids])."""
         if self.dialect is SQLITE and len(queues) > 1:
             return (*[v for q in queues for v in (*due, q, *excluded, limit)], limit)
         if self.dialect is POSTGRES and len(queues) > 1:
