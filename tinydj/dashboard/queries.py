@@ -172,24 +172,14 @@ def list_jobs(
     where, params = flt.where(store, now)
     windowed = _windowed(flt)
     low, high = _id_range(store) if windowed else (0, 0)
-    start = before
+    start = high + 1 if windowed and before is None else before  # reading onwards
     if after is not None:
-        where.append("id > ?")
-        params.append(after)
-        if windowed:
-            where.append("id <= ?")
-            params.append(after + SCAN_WINDOW)
         order = "ASC"
+        _bound(where, params, "id > ?", after, "id <= ?", after + SCAN_WINDOW, windowed)
     else:
-        if windowed and start is None:
-            start = high + 1
-        if start is not None:
-            where.append("id < ?")
-            params.append(start)
-        if windowed and start is not None:
-            where.append("id >= ?")
-            params.append(start - SCAN_WINDOW)
         order = "DESC"
+        if start is not None:
+            _bound(where, params, "id < ?", start, "id >= ?", start - SCAN_WINDOW, windowed)
     sql = f"SELECT {_COLS} FROM {TABLE}"
     if where:
         sql += " WHERE " + " AND ".join(where)
@@ -198,23 +188,57 @@ def list_jobs(
     rows = store._run(lambda: store.query(sql, params).fetchall())
     more = len(rows) > limit
     jobs = [Job.from_row(r) for r in rows[:limit]]
-    searched = None
-    newer: int | None = None
-    older: int | None = None
     if after is not None:
         jobs.reverse()
-        ceiling = after + SCAN_WINDOW
-        newer = jobs[0].id if more and jobs else None
-        if not more and windowed and ceiling < high:
-            newer, searched = ceiling, (after + 1, ceiling)
-        older = jobs[-1].id if jobs else after + 1
-    else:
-        if before is not None:
-            newer = jobs[0].id if jobs else before - 1
-        older = jobs[-1].id if more and jobs else None
-        if not more and windowed and start is not None and start - SCAN_WINDOW > low:
-            older, searched = start - SCAN_WINDOW, (start - SCAN_WINDOW, start - 1)
-    return JobPage(jobs, newer, older, searched)
+        return JobPage(jobs, *_links_back(jobs, more, after, windowed, high))
+    return JobPage(jobs, *_links_on(jobs, more, before, start, windowed, low))
+
+
+def _bound(
+    where: list[str],
+    params: list[Any],
+    near: str,
+    value: int,
+    far: str,
+    window_end: int,
+    windowed: bool,
+) -> None:
+    """Add the page's bound ``near`` (and, for a windowed filter, the end of
+    the window that it searches, ``far``)."""
+    where.append(near)
+    params.append(value)
+    if windowed:
+        where.append(far)
+        params.append(window_end)
+
+
+def _links_back(
+    jobs: list[Job], more: bool, after: int, windowed: bool, high: int
+) -> tuple[int | None, int | None, tuple[int, int] | None]:
+    """(newer, older, searched) of a page read going back (``after``)."""
+    ceiling = after + SCAN_WINDOW
+    newer = jobs[0].id if more and jobs else None
+    searched = None
+    if not more and windowed and ceiling < high:
+        newer, searched = ceiling, (after + 1, ceiling)
+    return newer, jobs[-1].id if jobs else after + 1, searched
+
+
+def _links_on(
+    jobs: list[Job],
+    more: bool,
+    before: int | None,
+    start: int | None,
+    windowed: bool,
+    low: int,
+) -> tuple[int | None, int | None, tuple[int, int] | None]:
+    """(newer, older, searched) of a page read onwards (older jobs)."""
+    newer = None if before is None else (jobs[0].id if jobs else before - 1)
+    older = jobs[-1].id if more and jobs else None
+    searched = None
+    if not more and windowed and start is not None and start - SCAN_WINDOW > low:
+        older, searched = start - SCAN_WINDOW, (start - SCAN_WINDOW, start - 1)
+    return newer, older, searched
 
 
 @dataclass(frozen=True, slots=True)
