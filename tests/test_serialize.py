@@ -360,7 +360,8 @@ def test_bulk_handlers_are_the_single_handlers(options: dict[str, Any]) -> None:
         ((1.5e300,), {}),
     ]
     for fn in (sample_jobs.record, sample_jobs.send_mail, sample_jobs.Report("r").render):
-        assert serialize.dump_calls(fn, pairs, **options) == [
+        writer = serialize.CallWriter(fn, **options)
+        assert [writer.dump(args, kwargs) for args, kwargs in pairs] == [
             serialize.dump_call(fn, args, kwargs, **options) for args, kwargs in pairs
         ]
 
@@ -404,7 +405,7 @@ def test_int_too_long_for_text_is_a_type_error(dump: str) -> None:
         if dump == "single":
             serialize.dump_call(sample_jobs.record, (10**5000,), {})
         else:
-            serialize.dump_calls(sample_jobs.record, [((), {"n": 10**5000})])
+            serialize.CallWriter(sample_jobs.record).dump_many([{"n": 10**5000}])
     assert isinstance(info.value, TypeError) and "hex(n)" in str(info.value)
     # ints that str() can write still take the fast lane
     assert round_trip(10**4000).args == [10**4000]

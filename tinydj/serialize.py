@@ -413,7 +413,7 @@ _decode = json.JSONDecoder().decode
 
 def _encoder() -> Callable[[Any], str]:
     """``_encode`` with the encoder it builds per call built once (no circular
-    check: what reaches it passed ``_plain_values``, whose depth is bounded)."""
+    check: what reaches it passed ``_json_safe``, whose depth is bounded)."""
     make = getattr(json.encoder, "c_make_encoder", None)
     if make is None:
         return _encode
@@ -430,13 +430,24 @@ _encode_fast = _encoder()
 _encode_str: Callable[[str], str] = json.encoder.encode_basestring
 
 
-def _plain_values(values: Any) -> bool:
-    """``_json_safe`` of a list of these values (its common items checked inline)."""
-    for value in values:
-        kind = type(value)
-        if not (kind is int or (kind is str and value.isprintable()) or _json_safe(value, 1)):
-            return False
-    return True
+def _list_text(values: Sequence[Any]) -> str | None:
+    """What ``_encode`` writes for a list of these values, or None (not
+    plain data). Ints and strings (most arguments) without the encoder's call."""
+    items = []
+    try:
+        for value in values:
+            kind = type(value)
+            if kind is int:
+                items.append(str(value))
+            elif kind is str and value.isprintable():
+                items.append(_encode_str(value))
+            elif _json_safe(value, 1):
+                items.append(_encode_fast(value))
+            else:
+                return None
+    except ValueError:  # an int too long for str(): the YAML path says so
+        return None
+    return f"[{', '.join(items)}]"
 
 
 def _plain_kwargs(kwargs: dict[str, Any]) -> bool:
@@ -466,32 +477,22 @@ class _Lane:
         None (not plain data: the YAML path)."""
         if not args:
             return self.head + self.tail
-        # What encoding the list writes, item by item: ints and strings (most
-        # arguments) without the encoder's call.
-        items = []
-        try:
-            for value in args:
-                kind = type(value)
-                if kind is int:
-                    items.append(str(value))
-                elif kind is str and value.isprintable():
-                    items.append(_encode_str(value))
-                elif _json_safe(value, 1):
-                    items.append(_encode_fast(value))
-                else:
-                    return None
-        except ValueError:  # an int too long for str(): the YAML path says so
-            return None
-        return f"{self.head}args: [{', '.join(items)}]\n{self.tail}"
+        text = _list_text(args)
+        return None if text is None else f"{self.head}args: {text}\n{self.tail}"
 
     def text(self, args: Sequence[Any], kwargs: dict[str, Any] | None) -> str | None:
         """The handler of ``fn(*args, **kwargs)``, or None (the YAML path)."""
         if not kwargs:
             return self.positional(args)
-        if (args and not _plain_values(args)) or not _plain_kwargs(kwargs):
+        line = ""
+        if args:
+            listed = _list_text(args)
+            if listed is None:
+                return None
+            line = f"args: {listed}\n"
+        if not _plain_kwargs(kwargs):
             return None
         try:
-            line = f"args: {_encode_fast(args)}\n" if args else ""
             return f"{self.head}{line}kwargs: {_encode_fast(kwargs)}\n{self.tail}"
         except ValueError:
             return None
@@ -554,7 +555,7 @@ def _fast_value(value: str) -> Any:
             decoded = _decode(value)
         except ValueError:
             return _NOT_FAST
-    # only what _fast_dump writes (YAML reads it the same)
+    # only what the fast lane writes (YAML reads it the same)
     return decoded if _json_safe(decoded) else _NOT_FAST
 
 
@@ -691,20 +692,6 @@ class CallWriter:
 
 def _args_kwargs(call: Sequence[Any] | dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
     return ((), dict(call)) if isinstance(call, dict) else (tuple(call), {})
-
-
-def dump_calls(
-    fn: Callable[..., Any],
-    calls: list[tuple[tuple[Any, ...], dict[str, Any]]],
-    *,
-    allow_pickle: bool = True,
-    max_attempts: int | None = None,
-    timeout: float | None = None,
-) -> list[str]:
-    """Handlers for many ``(args, kwargs)`` calls of one function: the text
-    ``dump_call`` writes for each, with the function resolved once."""
-    writer = CallWriter(fn, allow_pickle=allow_pickle, max_attempts=max_attempts, timeout=timeout)
-    return [writer.dump(args, kwargs) for args, kwargs in calls]
 
 
 def _dumper(allow_pickle: bool) -> type:
@@ -848,7 +835,7 @@ def load(
     return _call_from(doc, allowed_modules)
 
 
-#: The most common handler, as ``_fast_dump`` writes it: a function (a
+#: The most common handler, as ``_Lane`` writes it: a function (a
 #: ``_PLAIN_PATH``), its arguments (each on one line, optional), no option.
 _PLAIN_HANDLER = re.compile(
     rf"tinydj: {FORMAT}\nfunction: (.*)\n(?:args: (.*)\n)?(?:kwargs: (.*)\n)?"
