@@ -98,7 +98,6 @@ class Executor:
         self.alarm: MainThreadAlarm | None = None
         self._worker = str(getattr(owner, "name", ""))
         self._running = current.running(self._worker)
-        self._debug = self._timed = True
         self.refresh()
 
     def refresh(self) -> None:

@@ -85,11 +85,10 @@ def _insert(
     if config.immediate:
         return immediate.run(config, handler, options.queue, options.priority, run_at)
     now = _now(config)
-    if limit is None:
-        new = NewJob(handler, options.queue, options.priority, run_at or now)
-    else:
+    if limit is not None:
         limits.declare(config.store, *limit)
-        new = NewJob(handler, options.queue, options.priority, run_at or now, None, None, limit[0])
+    limited = None if limit is None else limit[0]  # the concurrency key
+    new = NewJob(handler, options.queue, options.priority, run_at or now, None, None, limited)
     return config.store.insert((new,), now)[0]
 
 

@@ -139,7 +139,6 @@ class Worker:
         self._started = False
         self._assemble()
         self._exit_on_complete = False
-        self._alarm: MainThreadAlarm | None = None
         self._active = 0
         self._active_lock = threading.Lock()
         self._finished = threading.Event()
@@ -382,8 +381,9 @@ class Worker:
         )
         self._stopping.set()
         self.wake()
-        if self._alarm is not None and shutdown_timeout is not None:
-            self._alarm.set_shutdown_deadline(shutdown_timeout)
+        alarm = self._executor.alarm  # set while jobs run in the main thread
+        if alarm is not None and shutdown_timeout is not None:
+            alarm.set_shutdown_deadline(shutdown_timeout)
 
     def run(self, *, exit_on_complete: bool = False, shutdown_timeout: float | None = None) -> None:
         """Run jobs in the foreground until SIGINT/SIGTERM (or, with
@@ -405,12 +405,12 @@ class Worker:
         with on_stop(request_stop):
             if self.threads == 1 and MainThreadAlarm.usable():
                 with MainThreadAlarm() as alarm:
-                    self._alarm = self._executor.alarm = alarm
+                    self._executor.alarm = alarm
                     try:
                         self._launch(0, exit_on_complete)
                         self._runner()
                     finally:
-                        self._alarm = self._executor.alarm = None
+                        self._executor.alarm = None
                         self.stop()
                 return
             self.start(exit_on_complete=exit_on_complete)
