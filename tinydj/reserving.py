@@ -54,16 +54,15 @@ class Reservations:
         """``Store.reserve`` (see there)."""
         qs = list(queues or ())
         t_now, t_expired = self._t(now), self._t(expired_before)
-        shape = (len(qs), len(exclude))
-        due_params = (t_now, t_expired, *qs, *exclude)
 
         def take(n: int) -> list[Any]:
             """Lock due jobs: rows of ``RESERVED_COLUMNS``."""
             if self.dialect.returning:
-                sql = self.sql.reserve(*shape)
+                sql = self.sql.reserve(len(qs), len(exclude))
                 params = self.sql.reserve_params(worker, t_now, t_expired, qs, exclude, n)
                 return list(self._execute(sql, params).fetchall())
-            return self._lock(worker, t_now, self._due_ids(qs, shape, due_params, n), slim=True)
+            ids = self._due_ids((t_now, t_expired), qs, exclude, n)
+            return self._lock(worker, t_now, ids, slim=True)
 
         def go() -> tuple[list[Any], list[Any]]:
             if not done and self.dialect.returning and limited is None:
@@ -86,43 +85,39 @@ class Reservations:
         return jobs
 
     def _due_ids(
-        self, queues: Sequence[str], shape: tuple[int, int], due_params: tuple[Any, ...], n: int
+        self, due: tuple[Any, Any], queues: Sequence[str], exclude: Sequence[str], n: int
     ) -> list[int]:
         """Up to ``n`` due ids in run order, one priority at a time (MySQL:
         see ``Statements.next_priority``); each step is an index seek, so the
-        cost does not grow with the rows scheduled for later."""
+        cost does not grow with the rows scheduled for later. ``due``: (now,
+        expired_before), as bound."""
         ids: list[int] = []
         priority = None
         while len(ids) < n:
             priority = self._next_priority(queues, priority)
             if priority is None:
                 return ids
-            ids += self._due_of_priority(queues, shape, due_params, priority, n - len(ids))
+            ids += self._due_of_priority(due, queues, exclude, priority, n - len(ids))
         return ids
 
     def _due_of_priority(
         self,
+        due: tuple[Any, Any],
         queues: Sequence[str],
-        shape: tuple[int, int],
-        due_params: tuple[Any, ...],
+        exclude: Sequence[str],
         priority: int,
         n: int,
     ) -> list[int]:
         """Up to ``n`` due ids of one priority in run order, locked: one seek,
         or for several queues a seek per queue, merged (the rows a merge
         drops stay locked until the reservation commits, unchanged)."""
-        if len(queues) <= 1:
-            rows = self._execute(self.sql.due_at(*shape), (*due_params, priority, n)).fetchall()
-            return [r[0] for r in rows]
-        t_now, t_expired, *_ = due_params
-        excluded = due_params[2 + len(queues) :]
-        sql = self.sql.due_at(1, shape[1])
+        groups = [queues] if len(queues) <= 1 else [[q] for q in queues]
         found: list[Any] = []
-        for queue in queues:
-            found += self._execute(
-                sql, (t_now, t_expired, queue, *excluded, priority, n)
-            ).fetchall()
-        found.sort(key=_BY_RUN_AT)
+        for group in groups:
+            sql = self.sql.due_at(len(group), len(exclude))
+            found += self._execute(sql, (*due, *group, *exclude, priority, n)).fetchall()
+        if len(groups) > 1:
+            found.sort(key=_BY_RUN_AT)
         return [r[0] for r in found[:n]]
 
     def _next_priority(self, queues: Sequence[str], above: int | None) -> int | None:
